@@ -1,0 +1,42 @@
+# mindvis: the commands a user types. Everything runs inside .venv, which these targets create.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+CORES  ?= 2
+RESULTS ?= results
+export MLFLOW_DISABLE_TELEMETRY := true
+
+.PHONY: venv demo test test-fast test-cluster ui lint dag report bench clean
+
+# The stamp is rebuilt when pyproject.toml changes, so `make test` also updates an old .venv.
+$(BIN)/.installed: pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[test]'
+	touch $@
+
+venv: $(BIN)/.installed
+
+demo: venv  ## run the whole workflow on the embedded demo data
+	$(BIN)/snakemake --cores $(CORES)
+
+test: venv  ## unit + workflow tests (the CI command)
+	$(BIN)/python -m pytest -q
+
+test-fast: venv  ## unit tests only
+	$(BIN)/python -m pytest -q -m "not slow and not cluster"
+
+ui: venv  ## browse runs in the embedded MLflow store
+	$(BIN)/mlflow ui --backend-store-uri sqlite:///$(abspath $(RESULTS))/mlflow.db --port 5000
+
+lint: venv
+	$(BIN)/snakemake --lint
+
+dag: venv
+	$(BIN)/snakemake -n
+
+report: venv
+	$(BIN)/snakemake --cores $(CORES) --report $(RESULTS)/report.html
+
+clean:
+	rm -rf $(RESULTS) .snakemake data/demo
