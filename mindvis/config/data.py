@@ -32,12 +32,21 @@ class HcpPreprocessConfig:
 
 @dataclass(frozen=True)
 class GodPreprocessConfig:
-    roi: str = "VC"
+    """GOD (Kamitani) -> one ROI's voxels; z-scored with statistics of the training trials (MinD-Vis: VC, scalar)."""
+
+    roi: str = field(default="VC", metadata={
+        "description": "boolean ROI mask of sbj_<n>.npz (VC, LVC, HVC, V1..V4, LOC, FFA, PPA)"})
+    normalization: Literal["scalar", "voxel"] = field(default="scalar", metadata={
+        "description": "scalar = one mean/std of the train matrix (MinD-Vis); voxel = per-voxel train mean/std"})
 
 
 @dataclass(frozen=True)
 class Bold5000PreprocessConfig:
-    rois: tuple[str, ...] = ("EarlyVis", "LOC", "OPA", "PPA", "RSC")
+    """BOLD5000 GLMsingle ROI betas (LH then RH per ROI, in this order) -> samples; test = the repeated stimuli."""
+
+    rois: tuple[str, ...] = field(default=("EarlyVis", "LOC", "OPA", "PPA", "RSC"), metadata={"minItems": 1})
+    normalization: Literal["scalar", "voxel"] = field(default="scalar", metadata={
+        "description": "scalar = one mean/std of all the subject's trials (MinD-Vis); voxel = per-voxel train mean/std"})
 
 
 @dataclass(frozen=True)
