@@ -46,7 +46,7 @@ class Bold5000PreprocessConfig:
 
     rois: tuple[str, ...] = field(default=("EarlyVis", "LOC", "OPA", "PPA", "RSC"), metadata={"minItems": 1})
     normalization: Literal["scalar", "voxel"] = field(default="scalar", metadata={
-        "description": "scalar = one mean/std of all the subject's trials (MinD-Vis); voxel = per-voxel train mean/std"})
+        "description": "scalar = one mean/std of all trials (MinD-Vis); voxel = per-voxel mean/std of train trials"})
 
 
 @dataclass(frozen=True)
