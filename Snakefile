@@ -1,0 +1,30 @@
+# mindvis: MinD-Vis as one workflow. `snakemake --cores 2` runs the embedded demo end to end;
+# see README.md for real data, single stages and clusters. Rules wire; workflow_scripts adapt; mindvis/ computes.
+from snakemake.utils import min_version
+
+min_version("9.0")
+
+
+configfile: "config.yaml"
+
+
+from mindvis import plan
+from mindvis.config import resolve
+
+CFG = resolve(config, source="config")
+RESULTS = str(CFG.results_root)
+
+
+wildcard_constraints:
+    subject=r"[^/]+",
+
+
+include: "rules/tracking.smk"
+include: "rules/demo.smk"
+include: "rules/preprocess.smk"
+
+
+rule all:
+    default_target: True
+    input:
+        plan.final_outputs(CFG),

@@ -1,0 +1,98 @@
+"""What the workflow will do, computed from the config alone: subjects, raw inputs and output paths per job.
+
+Rules call these functions, so the DAG (`snakemake -n`) exists before any demo data does, and so the planning can be
+tested without Snakemake. Reader modules are imported lazily: a dry run should not pay for what it does not use.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from mindvis.config import Config
+from mindvis.data.contract import TASK_DATASETS, contract_files, subject_dir
+from mindvis.errors import ConfigError
+
+SNAKEMAKE_RESOURCE_KEYS = ("gpu", "gpu_model", "mem_mb", "runtime", "cpus_per_task", "slurm_partition",
+                           "slurm_account")
+
+
+def _reader(dataset: str) -> Any:
+    if dataset == "HCP":
+        from mindvis.data import hcp as reader
+    elif dataset == "GOD":
+        from mindvis.data import god as reader
+    else:
+        from mindvis.data import bold5000 as reader
+    return reader
+
+
+def _demo_subjects(cfg: Config, dataset: str) -> tuple[str, ...]:
+    demo = cfg.demo_data
+    return {"HCP": demo.hcp_subjects, "GOD": demo.god_subjects, "BOLD5000": demo.bold5000_subjects}[dataset]
+
+
+def subjects(cfg: Config, dataset: str) -> list[str]:
+    """Subjects of `dataset` to process: the configured list, else the demo's list, else every one found on disk."""
+    if dataset not in cfg.datasets:
+        return []
+    chosen = cfg.subjects.get(dataset)
+    if chosen is not None:
+        if not chosen:
+            raise ConfigError(f"empty subject list for {dataset}", path=f"subjects.{dataset}", value=[],
+                              expected="null (all subjects) or a non-empty list",
+                              hint=f"remove {dataset} from `datasets` to skip it")
+        return list(chosen)
+    if cfg.demo:
+        return list(_demo_subjects(cfg, dataset))
+    found = _reader(dataset).find_subjects(cfg.raw_root)
+    if not found:
+        raise ConfigError(f"no {dataset} subjects found under data_root", path="data_root", value=str(cfg.raw_root),
+                          expected=f"the {dataset} download layout below data_root (README, 'Raw inputs')",
+                          hint=f"fix data_root, or drop {dataset} from `datasets`")
+    return found
+
+
+def demo_files(cfg: Config, datasets: tuple[str, ...] | list[str] | None = None) -> list[Path]:
+    """Every raw file the demo_synthesize rule writes for `datasets` (default: the configured datasets)."""
+    from mindvis.demo import expected_files
+
+    return expected_files(cfg.demo_data, list(datasets or cfg.datasets))
+
+
+def raw_inputs(cfg: Config, dataset: str, subject: str) -> list[Path]:
+    """Raw files one preprocessing job reads (in demo mode: the demo files of that dataset, known before they exist)."""
+    if cfg.demo:
+        return demo_files(cfg, [dataset])
+    reader = _reader(dataset)
+    if dataset == "HCP":
+        hcp = cfg.preprocess.hcp
+        return reader.raw_files(cfg.raw_root, subject, hcp.runs, hcp.source)
+    return reader.raw_files(cfg.raw_root, subject)
+
+
+def preprocessed_outputs(cfg: Config, dataset: str, subject: str = "{subject}") -> dict[str, str]:
+    """Named contract files of one preprocessed subject (with a `{subject}` wildcard by default)."""
+    folder = subject_dir(cfg.results_root, dataset, subject)
+    return {Path(name).stem: str(folder / name) for name in contract_files(dataset)}
+
+
+def targets(cfg: Config) -> list[tuple[str, str]]:
+    """(dataset, subject) pairs that get Stage A2, Stage B and evaluation: the task datasets' subjects."""
+    return [(ds, s) for ds in TASK_DATASETS if ds in cfg.datasets for s in subjects(cfg, ds)]
+
+
+def resources(cfg: Config, rule: str) -> dict[str, Any]:
+    """Snakemake `resources:` of `rule` from config (unset optional values omitted)."""
+    res = cfg.resources_for(rule)
+    values = {key: getattr(res, key) for key in SNAKEMAKE_RESOURCE_KEYS}
+    return {key: value for key, value in values.items() if value is not None}
+
+
+def final_outputs(cfg: Config) -> list[str]:
+    """What `snakemake` (rule all) builds: every stage's final files for the configured datasets and subjects."""
+    outputs: list[str] = []
+    for dataset in cfg.datasets:
+        for subject in subjects(cfg, dataset):
+            outputs += preprocessed_outputs(cfg, dataset, subject).values()
+    return outputs

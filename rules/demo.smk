@@ -1,0 +1,14 @@
+# Embedded demo: deterministic synthetic raw data in the real datasets' layouts under demo_data.root.
+if CFG.demo:
+
+    rule demo_synthesize:
+        output:
+            plan.demo_files(CFG),
+        params:
+            config_section="demo_data",
+        log:
+            f"{RESULTS}/logs/demo_synthesize.log",
+        resources:
+            **plan.resources(CFG, "demo_synthesize"),
+        script:
+            "../workflow_scripts/demo_synthesize.py"

@@ -1,0 +1,46 @@
+# Raw datasets -> the preprocessed-data contract, one job per dataset and subject.
+
+
+rule preprocess_hcp:
+    input:
+        lambda wc: plan.raw_inputs(CFG, "HCP", wc.subject),
+    output:
+        **plan.preprocessed_outputs(CFG, "HCP"),
+    params:
+        config_section="preprocess.hcp",
+    log:
+        f"{RESULTS}/logs/preprocess_hcp/{{subject}}.log",
+    resources:
+        **plan.resources(CFG, "preprocess_hcp"),
+    script:
+        "../workflow_scripts/preprocess_hcp.py"
+
+
+rule preprocess_god:
+    input:
+        lambda wc: plan.raw_inputs(CFG, "GOD", wc.subject),
+    output:
+        **plan.preprocessed_outputs(CFG, "GOD"),
+    params:
+        config_section="preprocess.god",
+    log:
+        f"{RESULTS}/logs/preprocess_god/{{subject}}.log",
+    resources:
+        **plan.resources(CFG, "preprocess_god"),
+    script:
+        "../workflow_scripts/preprocess_god.py"
+
+
+rule preprocess_bold5000:
+    input:
+        lambda wc: plan.raw_inputs(CFG, "BOLD5000", wc.subject),
+    output:
+        **plan.preprocessed_outputs(CFG, "BOLD5000"),
+    params:
+        config_section="preprocess.bold5000",
+    log:
+        f"{RESULTS}/logs/preprocess_bold5000/{{subject}}.log",
+    resources:
+        **plan.resources(CFG, "preprocess_bold5000"),
+    script:
+        "../workflow_scripts/preprocess_bold5000.py"

@@ -1,0 +1,12 @@
+"""preprocess_bold5000: one BOLD5000 subject's raw files -> the preprocessed-data contract."""
+
+from pathlib import Path
+
+from mindvis.data import bold5000
+from mindvis.workflow import job, log_preprocessed
+
+with job(snakemake) as (cfg, run):  # noqa: F821 (snakemake is injected by the script directive)
+    subject = snakemake.wildcards.subject  # noqa: F821
+    out_dir = Path(snakemake.output.samples).parent  # noqa: F821
+    result = bold5000.preprocess_subject(cfg.raw_root, subject, cfg.preprocess.bold5000, cfg.preprocess.image_size, out_dir)
+    log_preprocessed(run, result, out_dir, name=f"BOLD5000/{subject}")
