@@ -20,6 +20,7 @@ import yaml
 from mindvis.config.build import build, to_dict
 from mindvis.config.data import PREPROCESS_PRESETS, DemoDataConfig, PreprocessConfig
 from mindvis.config.runtime import JobResources, TrackingConfig, TrainerConfig
+from mindvis.config.stage_a import STAGE_A_PRESETS, StageAConfig
 from mindvis.config.schema import schema_of
 from mindvis.errors import ConfigError
 
@@ -39,6 +40,7 @@ class Config:
     seed: int = 2022
     demo_data: DemoDataConfig = DemoDataConfig()
     preprocess: PreprocessConfig = PreprocessConfig()
+    stage_a: StageAConfig = StageAConfig()
     trainer: TrainerConfig = TrainerConfig()
     tracking: TrackingConfig = TrackingConfig()
     resources: dict[str, JobResources] = field(default_factory=dict)
@@ -66,6 +68,7 @@ class Config:
 # Preset tables per section path: values fill keys left null/omitted by the user.
 PRESETS: dict[tuple[str, ...], dict[str, dict[str, Any]]] = {
     ("preprocess",): PREPROCESS_PRESETS,
+    ("stage_a",): STAGE_A_PRESETS,
 }
 
 SCHEMA: dict[str, Any] = schema_of(Config)
