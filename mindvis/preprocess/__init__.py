@@ -1,0 +1,1 @@
+"""Pure numpy preprocessing: normalisation, averaging of repeats, windowing (arrays in, arrays out)."""
