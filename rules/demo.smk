@@ -10,5 +10,7 @@ if CFG.demo:
             f"{RESULTS}/logs/demo_synthesize.log",
         resources:
             **plan.resources(CFG, "demo_synthesize"),
+        conda:
+            "../envs/data.yaml"
         script:
             "../workflow_scripts/demo_synthesize.py"

@@ -12,6 +12,8 @@ rule preprocess_hcp:
         f"{RESULTS}/logs/preprocess_hcp/{{subject}}.log",
     resources:
         **plan.resources(CFG, "preprocess_hcp"),
+    conda:
+        "../envs/data.yaml"
     script:
         "../workflow_scripts/preprocess_hcp.py"
 
@@ -27,6 +29,8 @@ rule preprocess_god:
         f"{RESULTS}/logs/preprocess_god/{{subject}}.log",
     resources:
         **plan.resources(CFG, "preprocess_god"),
+    conda:
+        "../envs/data.yaml"
     script:
         "../workflow_scripts/preprocess_god.py"
 
@@ -42,5 +46,7 @@ rule preprocess_bold5000:
         f"{RESULTS}/logs/preprocess_bold5000/{{subject}}.log",
     resources:
         **plan.resources(CFG, "preprocess_bold5000"),
+    conda:
+        "../envs/data.yaml"
     script:
         "../workflow_scripts/preprocess_bold5000.py"

@@ -87,7 +87,7 @@ class PreprocessedSubject:
 
     def rows(self, split: str, averaged: bool | None = None) -> np.ndarray:
         """Indices (int64) of the samples in `split`; `averaged` True/False keeps rows with n_averaged >1 / ==1."""
-        mask = (self.samples["split"] == split).to_numpy()
+        mask = (self.samples["split"] == split).to_numpy(copy=True)
         if averaged is not None:
             n_avg = self.samples["n_averaged"].to_numpy()
             mask &= (n_avg > 1) if averaged else (n_avg == 1)
