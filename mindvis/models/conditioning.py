@@ -1,0 +1,80 @@
+"""The fMRI conditioning stage of the DC-LDM ("double conditioning", MinD-Vis Stage B).
+
+fMRI (N, V) -> fMRI encoder tokens (N, L, D) -> token mapper -> cross-attention context (N, 77, C); the context
+also feeds a small head whose output is added to the UNet's timestep embedding. 77 is the context length the
+reference fixes (it borrowed the CLIP text length); L and D come from the Stage-A encoder, C is the UNet's
+cross-attention width.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+CONTEXT_TOKENS = 77
+
+
+class TokenMapper(nn.Module):
+    """Map encoder tokens (N, L, D) to a cross-attention context (N, 77, C).
+
+    Two 1x1 Conv1d over the token axis mix the L tokens into L // 2 and then 77 tokens (no nonlinearity between
+    them, as the reference), then a Linear maps each token from D to C dims.
+    """
+
+    def __init__(self, num_tokens: int, token_dim: int, context_dim: int) -> None:
+        super().__init__()
+        self.num_tokens = num_tokens
+        self.token_dim = token_dim
+        self.context_dim = context_dim
+        self.channel_mapper = nn.Sequential(
+            nn.Conv1d(num_tokens, num_tokens // 2, kernel_size=1),
+            nn.Conv1d(num_tokens // 2, CONTEXT_TOKENS, kernel_size=1),
+        )
+        self.dim_mapper = nn.Linear(token_dim, context_dim)
+
+    def forward(self, tokens: torch.Tensor) -> torch.Tensor:
+        """tokens (N, L, D) -> context (N, 77, C)."""
+        mixed = self.channel_mapper(tokens)  # (N, 77, D): Conv1d treats the token axis as channels
+        return self.dim_mapper(mixed)
+
+
+class FmriConditioner(nn.Module):
+    """The trainable conditioning stage: an fMRI encoder followed by a TokenMapper.
+
+    Args:
+        encoder: maps fMRI (N, V) to tokens (N, L, D) (the Stage-A encoder without its cls token).
+        num_tokens: L, the number of encoder tokens.
+        token_dim: D, the encoder width.
+        context_dim: C, the UNet cross-attention width.
+    """
+
+    def __init__(self, encoder: nn.Module, num_tokens: int, token_dim: int, context_dim: int) -> None:
+        super().__init__()
+        self.encoder = encoder
+        self.mapper = TokenMapper(num_tokens, token_dim, context_dim)
+
+    def forward(self, fmri: torch.Tensor) -> torch.Tensor:
+        """fmri (N, V) -> context (N, 77, C)."""
+        return self.mapper(self.encoder(fmri))
+
+
+class TimeConditioningHead(nn.Module):
+    """Second conditioning path: context (N, 77, C) -> (N, E), added to the UNet timestep embedding (width E).
+
+    Conv1d 77 -> 38 -> 1 over the token axis, then Linear C -> E (no nonlinearities, as the reference). The
+    output is flattened to (N, E) because diffusers adds `class_labels` to the (N, E) timestep embedding and a
+    (N, 1, E) tensor would broadcast to (N, N, E).
+    """
+
+    def __init__(self, context_dim: int, time_embed_dim: int) -> None:
+        super().__init__()
+        self.token_reducer = nn.Sequential(
+            nn.Conv1d(CONTEXT_TOKENS, CONTEXT_TOKENS // 2, kernel_size=1),
+            nn.Conv1d(CONTEXT_TOKENS // 2, 1, kernel_size=1),
+        )
+        self.projection = nn.Linear(context_dim, time_embed_dim)
+
+    def forward(self, context: torch.Tensor) -> torch.Tensor:
+        """context (N, 77, C) -> time conditioning (N, E)."""
+        pooled = self.token_reducer(context)  # (N, 1, C)
+        return self.projection(pooled).flatten(1)
