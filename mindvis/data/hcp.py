@@ -1,0 +1,368 @@
+"""HCP resting state -> the preprocessed-data contract (MinD-Vis's Stage A pretraining data).
+
+Raw layouts read (under `raw_root`):
+- `HCP/<subject>/MNINonLinear/Results/rfMRI_<RUN>/rfMRI_<RUN>_Atlas_MSMAll_hp2000_clean.dtseries.nii`: CIFTI-2 dense
+  series, 91282 grayordinates, TR 0.72 s (1200 frames per run in the HCP release);
+- `HCP/npz/<subject>/HCP_visual_voxel.npz`: the intermediate MinD-Vis trained from, arrays V1..V4 each
+  (frames, voxels) of one run, without grayordinate indices.
+
+One subject job: take the V1-V4 grayordinates of the Glasser atlas (4183) of each configured run, average
+non-overlapping windows of `window_frames` frames (the incomplete tail window is dropped; windows never span two
+runs), z-score the subject's whole window matrix (one scalar mean/std as MinD-Vis, or per grayordinate over time),
+and write samples (split `pretrain`, no stimulus) with the contract.
+
+Only the V1-V4 columns of a run are read (a few runs of neighbouring grayordinates at a time through nibabel's array
+proxy), never the whole 438 MB matrix, and never as float64.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+import pandas as pd
+from nibabel import cifti2
+
+from mindvis.config.data import HcpPreprocessConfig
+from mindvis.data.contract import PreprocessedSubject, write_subject
+from mindvis.data.grayordinates import (
+    VISUAL_AREAS,
+    AtlasLabels,
+    VisualGrayordinates,
+    check_standard_layout,
+    load_atlas,
+    visual_grayordinates,
+)
+from mindvis.errors import InputDataError
+from mindvis.io import load_npz, require_file
+from mindvis.preprocess.normalize import zscore
+from mindvis.preprocess.windows import n_windows, window_means, window_starts
+
+log = logging.getLogger(__name__)
+
+HCP_DIR = "HCP"
+NPZ_DIR = "npz"  # HCP/npz/<subject>/ holds the MinD-Vis intermediate; never a subject ID
+NPZ_FILE = "HCP_visual_voxel.npz"
+SOURCES: tuple[str, ...] = ("auto", "cifti", "npz")
+# Grayordinate columns read per proxy slice may include up to this many unwanted neighbours between two wanted
+# ones: one slice over a small gap is cheaper than two file reads (a column is 4.8 kB at 1200 frames).
+_MAX_GAP_COLUMNS = 64
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Layout
+
+
+def run_path(raw_root: str | os.PathLike[str], subject: str, run: str) -> Path:
+    """The CIFTI dense series of one run (e.g. run "REST1_LR") in the HCP release layout."""
+    name = f"rfMRI_{run}"
+    return (Path(raw_root) / HCP_DIR / subject / "MNINonLinear" / "Results" / name
+            / f"{name}_Atlas_MSMAll_hp2000_clean.dtseries.nii")
+
+
+def npz_path(raw_root: str | os.PathLike[str], subject: str) -> Path:
+    """The MinD-Vis intermediate file of one subject."""
+    return Path(raw_root) / HCP_DIR / NPZ_DIR / subject / NPZ_FILE
+
+
+def _check_source(source: str) -> None:
+    if source not in SOURCES:
+        raise ValueError(f"unknown HCP source {source!r}; expected one of {SOURCES}")
+
+
+def find_subjects(raw_root: str | os.PathLike[str], runs: Sequence[str] = ("REST1_LR",),
+                  source: str = "auto") -> list[str]:
+    """Sorted IDs of the subjects under `raw_root/HCP` that have every run of `runs` (CIFTI) or the npz.
+
+    `source` "cifti" or "npz" counts only that kind of input; "auto" either.
+    """
+    _check_source(source)
+    hcp_root = Path(raw_root) / HCP_DIR
+    found: set[str] = set()
+    if source in ("auto", "cifti") and hcp_root.is_dir():
+        for folder in sorted(hcp_root.iterdir()):
+            if folder.is_dir() and folder.name != NPZ_DIR and all(
+                    run_path(raw_root, folder.name, run).is_file() for run in runs):
+                found.add(folder.name)
+    if source in ("auto", "npz") and (hcp_root / NPZ_DIR).is_dir():
+        for folder in sorted((hcp_root / NPZ_DIR).iterdir()):
+            if (folder / NPZ_FILE).is_file():
+                found.add(folder.name)
+    return sorted(found)
+
+
+def raw_files(raw_root: str | os.PathLike[str], subject: str, runs: Sequence[str] = ("REST1_LR",),
+              source: str = "auto") -> list[Path]:
+    """The raw files one subject's preprocessing job reads (Snakemake inputs).
+
+    "cifti": one dense series per run; "npz": the MinD-Vis intermediate; "auto": the CIFTI runs when all exist,
+    else the npz when it exists, else the CIFTI runs (files another rule, e.g. the demo, may still write; a
+    missing file is reported by Snakemake or by `preprocess_subject`).
+    """
+    _check_source(source)
+    cifti = [run_path(raw_root, subject, run) for run in runs]
+    npz = npz_path(raw_root, subject)
+    if source == "npz" or (source == "auto" and not all(p.is_file() for p in cifti) and npz.is_file()):
+        return [npz]
+    return cifti
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Reading
+
+
+@dataclass(frozen=True)
+class VisualSeries:
+    """The visual-cortex time series of one raw file.
+
+    Attributes:
+        path: the raw file.
+        run: run name (e.g. "REST1_LR"); None for the npz intermediate, which does not record it.
+        series: float32 (frames, voxels), MinD-Vis column order (V1, V2, V3, V4).
+        voxels: one row per column: roi, grayordinate, hemisphere, glasser_label, area (nullable for the npz).
+    """
+
+    path: Path
+    run: str | None
+    series: np.ndarray
+    voxels: pd.DataFrame
+
+
+def _voxel_table(visual: VisualGrayordinates) -> pd.DataFrame:
+    return pd.DataFrame({
+        "roi": pd.array(visual.roi, dtype="string"),
+        "grayordinate": pd.array(visual.index, dtype="Int64"),
+        "hemisphere": pd.array(visual.hemisphere, dtype="string"),
+        "glasser_label": pd.array(visual.label, dtype="Int64"),
+        "area": pd.array(visual.area, dtype="string"),
+    })
+
+
+def _column_groups(sorted_columns: np.ndarray, max_gap: int) -> list[tuple[int, int]]:
+    """[start, stop) column ranges covering `sorted_columns`, merging neighbours at most `max_gap` apart."""
+    breaks = np.flatnonzero(np.diff(sorted_columns) > max_gap + 1) + 1
+    starts = np.concatenate([[0], breaks])
+    stops = np.concatenate([breaks, [sorted_columns.size]])
+    return [(int(sorted_columns[a]), int(sorted_columns[b - 1]) + 1) for a, b in zip(starts, stops)]
+
+
+def read_columns(dataobj: object, columns: np.ndarray, path: Path) -> np.ndarray:
+    """float32 (frames, len(columns)): the given grayordinate columns of a CIFTI array proxy, in `columns` order.
+
+    CIFTI stores each grayordinate's time series contiguously, so a slice over neighbouring columns is one
+    contiguous read; the proxy never materialises the whole matrix.
+    """
+    order = np.argsort(columns, kind="stable")
+    sorted_columns = columns[order]
+    n_frames = dataobj.shape[0]  # type: ignore[attr-defined]
+    out = np.empty((n_frames, columns.size), dtype=np.float32)
+    filled = 0
+    try:
+        for start, stop in _column_groups(sorted_columns, _MAX_GAP_COLUMNS):
+            wanted = sorted_columns[filled:np.searchsorted(sorted_columns, stop)]
+            block = np.asarray(dataobj[:, start:stop])  # type: ignore[index]
+            out[:, filled:filled + wanted.size] = block[:, wanted - start]
+            filled += wanted.size
+    except (OSError, ValueError, EOFError) as exc:
+        raise InputDataError(f"cannot read the data of the CIFTI file ({type(exc).__name__}: {exc})", path=path,
+                             expected="a complete CIFTI-2 dense series",
+                             hint="the file is probably truncated or corrupt: download it again") from exc
+    restored = np.empty_like(out)
+    restored[:, order] = out
+    return restored
+
+
+def _check_finite(series: np.ndarray, voxels: pd.DataFrame, path: Path) -> None:
+    finite = np.isfinite(series)
+    if finite.all():
+        return
+    bad_frames, bad_columns = np.nonzero(~finite)
+    column = int(bad_columns[0])
+    where = f"column {column}" if voxels["grayordinate"].isna().iloc[column] else \
+        f"grayordinate {int(voxels['grayordinate'].iloc[column])}"
+    raise InputDataError(
+        f"{bad_frames.size} NaN/inf values in the visual-cortex voxels",
+        path=path,
+        value=f"first at frame {int(bad_frames[0])}, {where} ({voxels['roi'].iloc[column]}): "
+              f"{series[bad_frames[0], column]}",
+        expected="finite values at every V1-V4 grayordinate",
+        hint="this subject's run is damaged: exclude the subject (config `subjects.HCP`) or re-download the run",
+    )
+
+
+def _check_frames(n_frames: int, window_frames: int, path: Path) -> None:
+    if n_windows(n_frames, window_frames) == 0:
+        raise InputDataError("too few frames for one averaging window", path=path, value=n_frames,
+                             expected=f"at least window_frames = {window_frames} frames",
+                             hint="lower preprocess.hcp.window_frames or exclude this run/subject")
+
+
+def _load_dense_series(path: Path) -> cifti2.Cifti2Image:
+    """Open `path` (header only) and check it is a CIFTI-2 dense series (SeriesAxis x BrainModelAxis)."""
+    require_file(path, "HCP resting-state CIFTI file",
+                 hint="check data_root and preprocess.hcp.runs (files: HCP/<subject>/MNINonLinear/Results/"
+                      "rfMRI_<RUN>/rfMRI_<RUN>_Atlas_MSMAll_hp2000_clean.dtseries.nii)")
+    expected = "a CIFTI-2 dense series (.dtseries.nii: SeriesAxis x BrainModelAxis)"
+    try:
+        image = nib.load(path)
+    except Exception as exc:  # nibabel raises many exception types on foreign or damaged files
+        raise InputDataError(f"cannot read the file as an image ({type(exc).__name__}: {exc})", path=path,
+                             expected=expected, hint="the file is probably truncated or not a CIFTI file") from exc
+    if not isinstance(image, cifti2.Cifti2Image):
+        raise InputDataError("not a CIFTI-2 file", path=path, value=type(image).__name__, expected=expected,
+                             hint="use the *_Atlas_MSMAll_hp2000_clean.dtseries.nii grayordinate files, "
+                                  "not volume NIfTI files")
+    try:
+        axes = (image.header.get_axis(0), image.header.get_axis(1))
+    except Exception as exc:
+        raise InputDataError(f"unreadable CIFTI-2 header ({type(exc).__name__}: {exc})", path=path,
+                             expected=expected, hint="the file's CIFTI XML is damaged: download it again") from exc
+    if not (isinstance(axes[0], cifti2.SeriesAxis) and isinstance(axes[1], cifti2.BrainModelAxis)):
+        raise InputDataError("the CIFTI-2 file is not a dense time series", path=path,
+                             value=f"axes {type(axes[0]).__name__} x {type(axes[1]).__name__}", expected=expected,
+                             hint="dscalar/dlabel/pconn files hold no time series; use the rfMRI dtseries files")
+    return image
+
+
+def _check_complete(image: cifti2.Cifti2Image, path: Path) -> None:
+    """Raise InputDataError if the file is shorter than its header says (a truncated download)."""
+    proxy = image.dataobj
+    needed = proxy.offset + int(np.prod(proxy.shape)) * np.dtype(proxy.dtype).itemsize
+    size = path.stat().st_size
+    if size < needed:
+        raise InputDataError("the CIFTI file is truncated", path=path, value=f"{size} bytes",
+                             expected=f"{needed} bytes for {proxy.shape[0]} frames x {proxy.shape[1]} grayordinates",
+                             hint="download the file again")
+
+
+def read_cifti_run(path: str | os.PathLike[str], run: str | None, atlas: AtlasLabels,
+                   window_frames: int) -> VisualSeries:
+    """The V1-V4 time series of one HCP dense-series file, checked (layout, length, completeness, finiteness)."""
+    path = Path(path)
+    image = _load_dense_series(path)
+    models = image.header.get_axis(1)
+    check_standard_layout(models, path)
+    _check_frames(image.shape[0], window_frames, path)
+    _check_complete(image, path)
+    visual = visual_grayordinates(models, atlas, path)
+    series = read_columns(image.dataobj, visual.index, path)
+    voxels = _voxel_table(visual)
+    _check_finite(series, voxels, path)
+    log.info("%s: %d frames, %d visual grayordinates", path, series.shape[0], series.shape[1])
+    return VisualSeries(path=path, run=run, series=series, voxels=voxels)
+
+
+def read_visual_npz(path: str | os.PathLike[str], window_frames: int) -> VisualSeries:
+    """The MinD-Vis intermediate (arrays V1..V4, each (frames, voxels)) as one visual series, checked."""
+    path = Path(path)
+    arrays = load_npz(path, required=VISUAL_AREAS, what="MinD-Vis HCP intermediate (HCP_visual_voxel.npz)")
+    parts = [arrays[roi] for roi in VISUAL_AREAS]
+    shapes = {roi: part.shape for roi, part in zip(VISUAL_AREAS, parts)}
+    if any(part.ndim != 2 or part.shape[1] == 0 or not np.issubdtype(part.dtype, np.number) for part in parts) \
+            or len({part.shape[0] for part in parts}) != 1:
+        raise InputDataError("V1..V4 are not numeric (frames, voxels) matrices of one run", path=path,
+                             value={roi: f"{arrays[roi].dtype} {shape}" for roi, shape in shapes.items()},
+                             expected="2-D numeric arrays with the same number of frames (rows)",
+                             hint="regenerate the file: one run's frames x the area's grayordinates per key")
+    _check_frames(parts[0].shape[0], window_frames, path)
+    series = np.concatenate([part.astype(np.float32, copy=False) for part in parts], axis=1)
+    n_voxels = [part.shape[1] for part in parts]
+    voxels = pd.DataFrame({
+        "roi": pd.array(np.repeat(VISUAL_AREAS, n_voxels), dtype="string"),
+        "grayordinate": pd.array([None] * series.shape[1], dtype="Int64"),
+        "hemisphere": pd.array([None] * series.shape[1], dtype="string"),
+        "glasser_label": pd.array([None] * series.shape[1], dtype="Int64"),
+        "area": pd.array([None] * series.shape[1], dtype="string"),
+    })
+    _check_finite(series, voxels, path)
+    log.info("%s: %d frames, %d visual voxels", path, series.shape[0], series.shape[1])
+    return VisualSeries(path=path, run=None, series=series, voxels=voxels)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# One subject
+
+
+def _subject_series(raw_root: Path, subject: str, cfg: HcpPreprocessConfig) -> list[VisualSeries]:
+    """Read every raw file of `subject`; raises InputDataError when the subject or one of its files is missing."""
+    files = raw_files(raw_root, subject, cfg.runs, cfg.source)
+    if not (raw_root / HCP_DIR / subject).is_dir() and not npz_path(raw_root, subject).is_file():
+        known = find_subjects(raw_root, cfg.runs, cfg.source)
+        raise InputDataError(
+            f"HCP subject {subject!r} not found", path=raw_root / HCP_DIR, value=subject,
+            expected=f"HCP/{subject}/ (CIFTI runs) or HCP/npz/{subject}/{NPZ_FILE}",
+            hint=f"subjects found: {known[:10]}{' ...' if len(known) > 10 else ''}; "
+                 "fix `subjects.HCP` or data_root in config.yaml")
+    if files == [npz_path(raw_root, subject)]:
+        return [read_visual_npz(files[0], cfg.window_frames)]
+    atlas = load_atlas(cfg.atlas)
+    return [read_cifti_run(path, run, atlas, cfg.window_frames) for path, run in zip(files, cfg.runs)]
+
+
+def _source_name(path: Path, raw_root: Path) -> str:
+    """`path` relative to the raw root when inside it (portable across machines), else as given."""
+    try:
+        return path.relative_to(raw_root).as_posix()
+    except ValueError:
+        return str(path)
+
+
+def preprocess_subject(raw_root: str | os.PathLike[str], subject: str, cfg: HcpPreprocessConfig,
+                       out_dir: str | os.PathLike[str]) -> PreprocessedSubject:
+    """One HCP subject's raw files -> `out_dir` in the preprocessed-data contract (written atomically).
+
+    Args:
+        raw_root: folder holding `HCP/`.
+        subject: HCP subject ID (e.g. "100206").
+        cfg: runs, window_frames, normalization ("scalar" | "voxel"), atlas, source.
+        out_dir: the subject's contract folder (results/preprocessed/HCP/<subject>).
+    Returns:
+        The written subject: fmri float32 (n_windows_total, n_visual), one `pretrain` row per window with columns
+        run and frame_start (first frame of the window in its run), voxels with roi, mean, std, grayordinate,
+        hemisphere, glasser_label, area.
+    Raises:
+        InputDataError: missing subject/file, not a dense series, wrong layout, NaN/inf, too few frames, bad npz.
+    """
+    raw_root = Path(raw_root)
+    inputs = _subject_series(raw_root, subject, cfg)
+    voxels = inputs[0].voxels
+    for item in inputs[1:]:
+        if not item.voxels.equals(voxels):
+            raise InputDataError("runs of one subject select different grayordinates", path=item.path,
+                                 value=len(item.voxels), expected=f"the same {len(voxels)} V1-V4 columns as "
+                                 f"{inputs[0].path}", hint="all runs must share the HCP grayordinate layout")
+    windows: list[np.ndarray] = []
+    rows: list[pd.DataFrame] = []
+    for item in inputs:
+        means = window_means(item.series, cfg.window_frames)  # (n_windows, voxels)
+        windows.append(means)
+        rows.append(pd.DataFrame({
+            "run": pd.array([item.run] * len(means), dtype="string"),
+            "frame_start": window_starts(item.series.shape[0], cfg.window_frames),
+        }))
+    # One z-score over the subject's whole window matrix (all runs together), as MinD-Vis does per subject.
+    fmri, stats = zscore(np.concatenate(windows, axis=0), cfg.normalization)
+    mean, std = stats.per_voxel(fmri.shape[1])
+    per_window = pd.concat(rows, ignore_index=True)
+    sources = np.concatenate([[_source_name(item.path, raw_root)] * len(w) for item, w in zip(inputs, windows)])
+    samples = pd.DataFrame({
+        "sample_id": np.arange(len(fmri), dtype=np.int64),
+        "split": "pretrain",
+        "stimulus_id": pd.array([None] * len(fmri), dtype="string"),
+        "category": pd.array([None] * len(fmri), dtype="string"),
+        "n_averaged": np.full(len(fmri), cfg.window_frames, dtype=np.int32),
+        "source": sources,
+        "run": per_window["run"],
+        "frame_start": per_window["frame_start"].astype(np.int64),
+    })
+    voxel_table = pd.concat([voxels[["roi"]], pd.DataFrame({"mean": mean, "std": std}),
+                             voxels.drop(columns="roi")], axis=1)
+    subject_data = PreprocessedSubject(samples=samples, fmri=fmri, voxels=voxel_table)
+    write_subject(out_dir, subject_data)
+    log.info("HCP %s: %d samples x %d voxels -> %s", subject, fmri.shape[0], fmri.shape[1], out_dir)
+    return subject_data
