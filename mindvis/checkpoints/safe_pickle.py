@@ -1,0 +1,211 @@
+"""Read MinD-Vis release `.pth` files without running code from them.
+
+The released checkpoints are `torch.save` pickles holding tensors, dicts and one pickled object of the reference
+code's `config` module (`config.Config_MBM_fMRI`, `config.Config_Generative_Model`, ...). Unpickling that object
+the usual way would import (and trust) whatever module and class the file names. Here:
+
+1. the pickle is scanned statically (pickletools, nothing executed) and every global it names is checked against
+   an allow-list: torch's own tensor/storage rebuild functions, `collections.OrderedDict`, the few numpy globals
+   numpy scalars and arrays need, and the reference config classes. Anything else -> UnsafePickleError naming
+   the file and the global.
+2. the file is loaded with torch's restricted `weights_only` unpickler (which also refuses anything not allow-listed,
+   whatever the scan missed), with each reference config class stood in for by a `ReferenceConfig`: a plain dict of
+   the object's attributes that remembers the class it was read from.
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+import pickletools
+import re
+import zipfile
+from collections import OrderedDict
+from pathlib import Path
+from typing import Any, ClassVar
+
+import numpy as np
+import torch
+
+from mindvis.errors import CheckpointError, UnsafePickleError
+
+# Classes of the reference's config.py that its checkpoints pickle (the first two are its back-compat aliases).
+REFERENCE_CONFIG_CLASSES: tuple[str, ...] = (
+    "Config_MAE_fMRI", "Config_MAE_finetune", "Config_MBM_fMRI", "Config_MBM_finetune", "Config_Generative_Model",
+)
+REFERENCE_CONFIG_MODULE = "config"
+
+
+class ReferenceConfig(dict):
+    """A pickled reference config object, read as data: `dict` of its attributes; `class_name` says which class.
+
+    Attribute access (`cfg.patch_size`) works as on the original object, for keys that exist.
+    """
+
+    class_name: ClassVar[str] = ""
+
+    def __setstate__(self, state: Any) -> None:
+        # pickle's BUILD: the object's __dict__, or (dict_state, slot_state) for classes with __slots__
+        parts = state if isinstance(state, tuple) else (state,)
+        for part in parts:
+            if isinstance(part, dict):
+                self.update(part)
+
+    def __getattr__(self, name: str) -> Any:
+        try:
+            return self[name]
+        except KeyError:
+            raise AttributeError(f"{self.class_name or 'config'} has no attribute {name!r}") from None
+
+
+_STAND_INS: dict[str, type[ReferenceConfig]] = {
+    f"{REFERENCE_CONFIG_MODULE}.{name}": type(name, (ReferenceConfig,), {
+        "class_name": f"{REFERENCE_CONFIG_MODULE}.{name}", "__module__": __name__})
+    for name in REFERENCE_CONFIG_CLASSES
+}
+
+
+def _numpy_globals() -> dict[str, Any]:
+    """numpy globals that pickled numpy scalars/arrays name (numpy 1.x `numpy.core` and 2.x `numpy._core` paths)."""
+    from numpy._core import multiarray
+
+    allowed: dict[str, Any] = {"numpy.dtype": np.dtype, "numpy.ndarray": np.ndarray}
+    for package in ("numpy.core", "numpy._core"):
+        allowed[f"{package}.multiarray._reconstruct"] = multiarray._reconstruct
+        allowed[f"{package}.multiarray.scalar"] = multiarray.scalar
+    return allowed
+
+
+def _numpy_dtype_classes() -> list[type]:
+    """The concrete dtype classes (numpy.dtypes.Float32DType, ...): BUILD of an unpickled dtype checks its type."""
+    return sorted({type(np.dtype(code)) for code in np.typecodes["All"] if code not in "OV"}, key=str)
+
+
+# Globals a release file may name beyond what torch's weights_only unpickler allows by default.
+EXTRA_ALLOWED_GLOBALS: dict[str, Any] = {**_numpy_globals(), **_STAND_INS}
+
+
+
+def _torch_default_globals() -> frozenset[str] | re.Pattern[str]:
+    """Globals torch's weights_only unpickler allows by default (tensor rebuilds, storages, dtypes, OrderedDict).
+
+    Read from torch itself; should that private table move, a pattern of the same families stands in (the restricted
+    unpickler still has the final word).
+    """
+    try:
+        from torch import _weights_only_unpickler
+
+        return frozenset(_weights_only_unpickler._get_allowed_globals())
+    except (ImportError, AttributeError):
+        return re.compile(r"^(torch\.[\w.]+|collections\.OrderedDict|_codecs\.encode|builtins\.(set|bytearray|complex))$")
+
+
+_TORCH_DEFAULT_GLOBALS = _torch_default_globals()
+
+
+def _is_allowed(name: str) -> bool:
+    if name in EXTRA_ALLOWED_GLOBALS:
+        return True
+    if isinstance(_TORCH_DEFAULT_GLOBALS, frozenset):
+        return name in _TORCH_DEFAULT_GLOBALS
+    return bool(_TORCH_DEFAULT_GLOBALS.match(name))
+
+
+def pickle_globals(data: bytes) -> list[str]:
+    """Every `module.name` global a pickle refers to, found by disassembly only (nothing is imported or run).
+
+    Globals built on the stack from computed strings (STACK_GLOBAL after non-literal pushes) are reported as
+    `<dynamic>`: the restricted unpickler refuses them anyway.
+    """
+    found: list[str] = []
+    memo: dict[int, Any] = {}
+    pushed: list[Any] = []  # the last values pushed by literal/memo opcodes (enough to resolve STACK_GLOBAL)
+    try:
+        for opcode, arg, _ in pickletools.genops(data):
+            name = opcode.name
+            if name in ("GLOBAL", "INST"):
+                module, _, attr = str(arg).partition(" ")
+                found.append(f"{module}.{attr}")
+                pushed.append(None)
+            elif name == "STACK_GLOBAL":
+                module, attr = (pushed[-2], pushed[-1]) if len(pushed) >= 2 else (None, None)
+                ok = isinstance(module, str) and isinstance(attr, str)
+                found.append(f"{module}.{attr}" if ok else "<dynamic>")
+                pushed.append(None)
+            elif name in ("BINPUT", "LONG_BINPUT", "PUT"):
+                memo[int(arg)] = pushed[-1] if pushed else None
+            elif name == "MEMOIZE":
+                memo[len(memo)] = pushed[-1] if pushed else None
+            elif name in ("BINGET", "LONG_BINGET", "GET"):
+                pushed.append(memo.get(int(arg)))
+            elif opcode.stack_after and name not in ("MARK",):
+                pushed.append(arg if isinstance(arg, str) else None)
+            pushed = pushed[-4:]
+    except (ValueError, EOFError) as exc:
+        raise pickle.UnpicklingError(f"malformed pickle stream ({exc})") from exc
+    return found
+
+
+def _pickle_records(path: Path) -> list[bytes] | None:
+    """The pickle(s) of a torch zip checkpoint (`<archive>/data.pkl`), or None if `path` is not a zip file."""
+    if not zipfile.is_zipfile(path):
+        return None
+    with zipfile.ZipFile(path) as archive:
+        return [archive.read(name) for name in archive.namelist() if name.endswith("data.pkl")]
+
+
+def disallowed_globals(path: str | os.PathLike[str]) -> list[str]:
+    """Globals named by the checkpoint at `path` that `load_release_checkpoint` would refuse (sorted, unique)."""
+    records = _pickle_records(Path(path))
+    if records is None:
+        with open(path, "rb") as handle:
+            records = [handle.read()]
+    refused = set()
+    for data in records:
+        for name in pickle_globals(data):
+            if not _is_allowed(name):
+                refused.add(name)
+    return sorted(refused)
+
+
+def _refusal(path: Path, names: list[str]) -> UnsafePickleError:
+    return UnsafePickleError(
+        "checkpoint refers to code outside the allow-list; it was not loaded (unpickling it could run that code)",
+        path=path, value=names,
+        expected="tensors, dicts, numpy scalars/arrays and the MinD-Vis config classes "
+                 f"({', '.join(sorted(_STAND_INS))})",
+        hint="only load checkpoints from sources you trust; if this is a genuine MinD-Vis release file, re-save its "
+             "tensors with torch.save(state_dict) in the reference environment and load that",
+    )
+
+
+def load_release_checkpoint(path: str | os.PathLike[str]) -> Any:
+    """Load a MinD-Vis `torch.save` file on CPU, refusing any global outside the allow-list.
+
+    Returns whatever was saved (usually a dict), with reference config objects as `ReferenceConfig` dicts.
+    Raises UnsafePickleError (naming the file and the globals) for anything else, CheckpointError for missing,
+    truncated or non-torch files.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError("checkpoint file not found", path=path, expected="an existing file",
+                              hint="check the path in config.yaml (stage_a.pretrained, ...)")
+    try:
+        refused = disallowed_globals(path)
+    except (pickle.UnpicklingError, zipfile.BadZipFile, OSError) as exc:
+        raise CheckpointError(f"cannot read checkpoint ({exc})", path=path,
+                              expected="a file written by torch.save", hint="the file is probably truncated") from exc
+    if refused:
+        raise _refusal(path, refused)
+    with torch.serialization.safe_globals([*[(obj, name) for name, obj in EXTRA_ALLOWED_GLOBALS.items()],
+                                           *_numpy_dtype_classes()]):
+        try:
+            return torch.load(path, map_location="cpu", weights_only=True)
+        except pickle.UnpicklingError as exc:
+            named = re.findall(r"GLOBAL ([\w.]+)", str(exc)) or ["<unknown: see message>"]
+            raise _refusal(path, named) from exc
+        except (RuntimeError, EOFError, ValueError, zipfile.BadZipFile) as exc:
+            raise CheckpointError(f"cannot read checkpoint ({type(exc).__name__}: {str(exc).splitlines()[0]})",
+                                  path=path, expected="a complete file written by torch.save",
+                                  hint="the file is probably truncated or corrupt: download it again") from exc
+
