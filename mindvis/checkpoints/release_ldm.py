@@ -26,10 +26,12 @@ import yaml
 from diffusers import UNet2DConditionModel, VQModel
 from diffusers.loaders.single_file_utils import convert_ldm_unet_checkpoint, convert_ldm_vae_checkpoint
 
+from mindvis.checkpoints.safe_pickle import load_release_checkpoint
 from mindvis.config.stage_b import LdmArchitecture
 from mindvis.errors import CheckpointError
-from mindvis.models.conditioning import TimeConditioningHead, TokenMapper
-from mindvis.models.ldm import build_unet, build_vqvae, unet_config, vq_config
+from mindvis.models.conditioning import FmriConditioner, TimeConditioningHead, TokenMapper
+from mindvis.models.ldm import FmriLDM, build_unet, build_vqvae, unet_config, vq_config
+from mindvis.models.mbm import FmriEncoder, architecture_from_state_dict
 
 log = logging.getLogger(__name__)
 
@@ -301,3 +303,115 @@ def state_dict_of(checkpoint: Any, key: str, path: Path | str) -> dict[str, torc
         raise CheckpointError(f"the checkpoint has no '{key}' dict", path=path, value=found,
                               expected=f"a dict with '{key}' (CompVis/MinD-Vis layout)")
     return checkpoint[key]
+
+
+# The released MinD-Vis encoders (GOD, BOLD5000) are the paper's SC-MBM: 1024 wide, 24 blocks, 16 heads.
+_PAPER_ENCODER_HEADS = {(1024, 24): 16}
+RELEASE_MBM_METAFILE = "fmri_encoder.pth"  # the Stage-A file the reference keeps beside finetuned.pth
+
+
+def load_label2img(ckpt_path: str | Path, config_yaml: str | Path | None = None,
+                   image_size: int | None = None) -> PretrainedLdm:
+    """Load the pretrained CompVis label2img LDM (`model.ckpt`) as a diffusers UNet + VQModel.
+
+    Args:
+        ckpt_path: `{'state_dict': ...}` in CompVis LatentDiffusion layout (read with the restricted unpickler).
+        config_yaml: its OmegaConf config; None = sizes read off the weight shapes (1 attention head, 256 px).
+        image_size: override the image side in px (sets the latent size for sampling).
+    Returns:
+        PretrainedLdm with both modules in eval mode; the class embedder (`cond_stage_model.embedding`) is dropped:
+        MinD-Vis replaces it by the fMRI conditioning stage.
+    """
+    ckpt_path = Path(ckpt_path)
+    state = state_dict_of(load_release_checkpoint(ckpt_path), "state_dict", ckpt_path)
+    if config_yaml is not None:
+        arch = architecture_from_yaml(config_yaml)
+    else:
+        arch = schedule_from_betas(state, infer_architecture(state, image_size=image_size or 256, path=ckpt_path))
+    if image_size is not None:
+        arch = replace(arch, image_size=image_size)
+    check_schedule(state, arch, ckpt_path)
+    unet = unet_from_release(state, arch, ckpt_path).eval()
+    vqvae = vqvae_from_release(state, arch, ckpt_path).eval()
+    log.info("loaded label2img LDM from %s: UNet %s, VQ %s", ckpt_path, arch.channel_mult, arch.vq_channel_mult)
+    return PretrainedLdm(arch, unet, vqvae)
+
+
+def _encoder_num_heads(state: dict[str, torch.Tensor], path: Path, num_heads: int | None,
+                       mbm_metafile: str | Path | None) -> int:
+    """Heads of the embedded fMRI encoder: given > the Stage-A metafile's config > the released paper size."""
+    if num_heads is not None:
+        return num_heads
+    metafile = Path(mbm_metafile) if mbm_metafile is not None else path.with_name(RELEASE_MBM_METAFILE)
+    if metafile.is_file():
+        config = load_release_checkpoint(metafile).get("config") or {}
+        if "num_heads" in config:
+            log.info("fMRI encoder heads (%s) read from %s", config["num_heads"], metafile)
+            return int(config["num_heads"])
+    elif mbm_metafile is not None:
+        raise CheckpointError("Stage-A metafile not found", path=metafile, expected="an existing fmri_encoder.pth")
+    width = state[ENCODER_PREFIX + "patch_embed.proj.weight"].shape[0]
+    depth = len({k.split(".")[3] for k in state if k.startswith(ENCODER_PREFIX + "blocks.")})
+    if (width, depth) in _PAPER_ENCODER_HEADS:
+        return _PAPER_ENCODER_HEADS[(width, depth)]
+    raise CheckpointError("the number of attention heads of the embedded fMRI encoder is unknown", path=path,
+                          value={"embed_dim": width, "depth": depth},
+                          expected=f"{RELEASE_MBM_METAFILE} beside the checkpoint (its config has num_heads), "
+                                   "or the released paper size (1024 wide, 24 blocks, 16 heads)",
+                          hint="pass encoder_num_heads=... or mbm_metafile=<Stage-A fmri_encoder.pth>")
+
+
+def encoder_from_release(state: dict[str, torch.Tensor], num_heads: int,
+                         path: Path | str = "<state dict>") -> FmriEncoder:
+    """The Stage-B fMRI encoder from `cond_stage_model.mae.*` (its unused `mask_token` is dropped)."""
+    weights = {k[len(ENCODER_PREFIX):]: v for k, v in state.items()
+               if k.startswith(ENCODER_PREFIX) and k != ENCODER_PREFIX + "mask_token"}
+    encoder = FmriEncoder(architecture_from_state_dict(weights, num_heads=num_heads, where=str(path)))
+    _copy_shapes_checked(encoder, weights, "fMRI encoder", path)
+    return encoder
+
+
+def import_finetuned(path: str | Path, config_yaml: str | Path | None = None, image_size: int | None = None,
+                     encoder_num_heads: int | None = None, mbm_metafile: str | Path | None = None) -> FmriLDM:
+    """Load a MinD-Vis Stage-B `finetuned.pth` as an FmriLDM (eval mode).
+
+    The file carries no LDM config: UNet/VQ sizes are read off the weights unless `config_yaml` (the label2img
+    config.yaml it was fine-tuned from) is given; the image size defaults to the pickled config's `img_size`
+    (the size it was fine-tuned at, 256 for the releases). The encoder's head count comes from
+    `encoder_num_heads`, else from the Stage-A metafile (`mbm_metafile`, default: fmri_encoder.pth beside `path`,
+    the release layout), else the paper size is recognised (1024 x 24 -> 16 heads).
+    """
+    path = Path(path)
+    checkpoint = load_release_checkpoint(path)
+    if isinstance(checkpoint, dict) and "state_dict" in checkpoint and "model_state_dict" not in checkpoint:
+        raise CheckpointError("this is a pretrained LDM (label2img layout), not a Stage-B result", path=path,
+                              expected="a MinD-Vis finetuned.pth ({'model_state_dict', 'config', 'state'})",
+                              hint="load it with mindvis.checkpoints.load_label2img")
+    state = state_dict_of(checkpoint, "model_state_dict", path)
+    if not any(k.startswith(ENCODER_PREFIX) for k in state):
+        raise CheckpointError("the checkpoint has no fMRI conditioning stage", path=path,
+                              value=sorted({k.split(".")[0] for k in state}),
+                              expected="keys cond_stage_model.mae.*, cond_stage_model.channel_mapper.*")
+    if config_yaml is not None:
+        arch = architecture_from_yaml(config_yaml)
+    else:
+        trained_size = (checkpoint.get("config") or {}).get("img_size") or 256
+        arch = schedule_from_betas(state, infer_architecture(state, image_size=int(trained_size), path=path))
+    if image_size is not None:
+        arch = replace(arch, image_size=image_size)
+    check_schedule(state, arch, path)
+    encoder = encoder_from_release(state, _encoder_num_heads(state, path, encoder_num_heads, mbm_metafile), path)
+    mapper = token_mapper_from_release(state, path)
+    sizes = {"encoder tokens": (encoder.num_patches, mapper.num_tokens),
+             "encoder width": (encoder.embed_dim, mapper.token_dim),
+             "context width": (arch.context_dim, mapper.context_dim)}
+    mismatched = {name: pair for name, pair in sizes.items() if pair[0] != pair[1]}
+    if mismatched:
+        raise CheckpointError("the conditioning stage does not fit the encoder / UNet", path=path,
+                              value=mismatched, expected="(model, mapper) sizes equal")
+    conditioner = FmriConditioner(encoder, mapper)
+    model = FmriLDM(arch, unet_from_release(state, arch, path), vqvae_from_release(state, arch, path),
+                    conditioner, time_head_from_release(state, arch, path))
+    log.info("imported MinD-Vis Stage-B checkpoint %s (%d voxels -> %d tokens -> context %s)", path,
+             encoder.arch.num_voxels, encoder.num_patches, (77, arch.context_dim))
+    return model.eval()

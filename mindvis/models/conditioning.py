@@ -43,15 +43,13 @@ class FmriConditioner(nn.Module):
 
     Args:
         encoder: maps fMRI (N, V) to tokens (N, L, D) (the Stage-A encoder without its cls token).
-        num_tokens: L, the number of encoder tokens.
-        token_dim: D, the encoder width.
-        context_dim: C, the UNet cross-attention width.
+        mapper: maps those tokens to the context (N, 77, C); its L and D must match the encoder's.
     """
 
-    def __init__(self, encoder: nn.Module, num_tokens: int, token_dim: int, context_dim: int) -> None:
+    def __init__(self, encoder: nn.Module, mapper: TokenMapper) -> None:
         super().__init__()
         self.encoder = encoder
-        self.mapper = TokenMapper(num_tokens, token_dim, context_dim)
+        self.mapper = mapper
 
     def forward(self, fmri: torch.Tensor) -> torch.Tensor:
         """fmri (N, V) -> context (N, 77, C)."""

@@ -30,7 +30,7 @@ from torch import nn
 
 from mindvis.config.stage_b import LdmArchitecture
 from mindvis.errors import ConfigError
-from mindvis.models.conditioning import FmriConditioner, TimeConditioningHead
+from mindvis.models.conditioning import FmriConditioner, TimeConditioningHead, TokenMapper
 
 SamplerName = Literal["plms", "ddim", "dpmpp"]
 SAMPLERS: tuple[str, ...] = ("plms", "ddim", "dpmpp")
@@ -244,3 +244,12 @@ class FmriLDM(nn.Module):
             if trainable:
                 names.append(name)
         return sorted(names)
+
+
+def assemble_fmri_ldm(architecture: LdmArchitecture, unet: UNet2DConditionModel, vqvae: VQModel,
+                      encoder: nn.Module, num_tokens: int, token_dim: int) -> FmriLDM:
+    """A DC-LDM for Stage-B training: a pretrained (or fresh) UNet + VQ, an fMRI encoder (N, V) -> (N, L, D), and
+    newly initialised token mapper and time-conditioning head (as the reference, default PyTorch init)."""
+    conditioner = FmriConditioner(encoder, TokenMapper(num_tokens, token_dim, architecture.context_dim))
+    time_head = TimeConditioningHead(architecture.context_dim, architecture.time_embed_dim)
+    return FmriLDM(architecture, unet, vqvae, conditioner, time_head)
