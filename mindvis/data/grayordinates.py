@@ -221,11 +221,15 @@ def check_standard_layout(brain_models: cifti2.BrainModelAxis, path: str | os.Pa
     for name, slc, models in brain_models.iter_structures():
         if name not in CORTEX_STRUCTURES:
             continue
-        if models.nvertices.get(name) != SURFACE_VERTICES or not np.array_equal(models.vertex, cortex_vertices()[name]):
+        n_mesh, expected_vertices = models.nvertices.get(name), cortex_vertices()[name]
+        if n_mesh != SURFACE_VERTICES or not np.array_equal(models.vertex, expected_vertices):
+            differ = np.flatnonzero(models.vertex != expected_vertices)
+            first = "" if differ.size == 0 else (f", grayordinate {int(slc.start or 0) + int(differ[0])} is vertex "
+                                                 f"{int(models.vertex[differ[0]])}, not {int(expected_vertices[differ[0]])}")
             raise InputDataError("cortical vertices differ from the HCP 32k layout", path=path,
-                                 value=f"{name}: mesh of {models.nvertices.get(name)} vertices",
-                                 expected=f"the {SURFACE_VERTICES}-vertex fs_LR mesh without the medial wall",
-                                 hint=hint)
+                                 value=f"{name} on a {n_mesh}-vertex mesh{first}",
+                                 expected=f"the {SURFACE_VERTICES}-vertex fs_LR mesh without the medial wall "
+                                          "(the vertex list of the HCP release)", hint=hint)
 
 
 # ----------------------------------------------------------------------------------------------------------------

@@ -54,6 +54,11 @@ def test_visual_areas_are_glasser_v1_to_v4_with_mindvis_counts():
     assert all(area.startswith(hemi + "_V") for area, hemi in zip(visual.area, visual.hemisphere))
 
 
+def test_series_axis_is_what_real_hcp_files_carry():
+    axis = g.series_axis(1200)
+    assert axis.size == 1200 and axis.step == pytest.approx(0.72) and axis.start == 0 and axis.unit == "SECOND"
+
+
 def test_written_dense_series_reads_back_exactly(tmp_path):
     rng = np.random.default_rng(1)
     data = rng.standard_normal((7, 91282)).astype(np.float32)
