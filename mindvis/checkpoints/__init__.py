@@ -15,8 +15,15 @@ from mindvis.checkpoints.stage_a import (
     save_fmri_encoder,
     save_mbm,
 )
+from mindvis.checkpoints.release_ldm import PretrainedLdm, import_finetuned, load_label2img
+from mindvis.checkpoints.stage_b import load_stage_b, save_stage_b
 
 __all__ = [
+    "PretrainedLdm",
+    "import_finetuned",
+    "load_label2img",
+    "load_stage_b",
+    "save_stage_b",
     "ReferenceConfig",
     "StageAWeights",
     "load_fmri_encoder",

@@ -27,11 +27,11 @@ from diffusers import UNet2DConditionModel, VQModel
 from diffusers.loaders.single_file_utils import convert_ldm_unet_checkpoint, convert_ldm_vae_checkpoint
 
 from mindvis.checkpoints.safe_pickle import load_release_checkpoint
+from mindvis.checkpoints.stage_a import load_fmri_encoder
 from mindvis.config.stage_b import LdmArchitecture
 from mindvis.errors import CheckpointError
 from mindvis.models.conditioning import FmriConditioner, TimeConditioningHead, TokenMapper
 from mindvis.models.ldm import FmriLDM, build_unet, build_vqvae, unet_config, vq_config
-from mindvis.models.mbm import FmriEncoder, architecture_from_state_dict
 
 log = logging.getLogger(__name__)
 
@@ -305,11 +305,6 @@ def state_dict_of(checkpoint: Any, key: str, path: Path | str) -> dict[str, torc
     return checkpoint[key]
 
 
-# The released MinD-Vis encoders (GOD, BOLD5000) are the paper's SC-MBM: 1024 wide, 24 blocks, 16 heads.
-_PAPER_ENCODER_HEADS = {(1024, 24): 16}
-RELEASE_MBM_METAFILE = "fmri_encoder.pth"  # the Stage-A file the reference keeps beside finetuned.pth
-
-
 def load_label2img(ckpt_path: str | Path, config_yaml: str | Path | None = None,
                    image_size: int | None = None) -> PretrainedLdm:
     """Load the pretrained CompVis label2img LDM (`model.ckpt`) as a diffusers UNet + VQModel.
@@ -337,61 +332,21 @@ def load_label2img(ckpt_path: str | Path, config_yaml: str | Path | None = None,
     return PretrainedLdm(arch, unet, vqvae)
 
 
-def _encoder_num_heads(state: dict[str, torch.Tensor], path: Path, num_heads: int | None,
-                       mbm_metafile: str | Path | None) -> int:
-    """Heads of the embedded fMRI encoder: given > the Stage-A metafile's config > the released paper size."""
-    if num_heads is not None:
-        return num_heads
-    metafile = Path(mbm_metafile) if mbm_metafile is not None else path.with_name(RELEASE_MBM_METAFILE)
-    if metafile.is_file():
-        config = load_release_checkpoint(metafile).get("config") or {}
-        if "num_heads" in config:
-            log.info("fMRI encoder heads (%s) read from %s", config["num_heads"], metafile)
-            return int(config["num_heads"])
-    elif mbm_metafile is not None:
-        raise CheckpointError("Stage-A metafile not found", path=metafile, expected="an existing fmri_encoder.pth")
-    width = state[ENCODER_PREFIX + "patch_embed.proj.weight"].shape[0]
-    depth = len({k.split(".")[3] for k in state if k.startswith(ENCODER_PREFIX + "blocks.")})
-    if (width, depth) in _PAPER_ENCODER_HEADS:
-        return _PAPER_ENCODER_HEADS[(width, depth)]
-    raise CheckpointError("the number of attention heads of the embedded fMRI encoder is unknown", path=path,
-                          value={"embed_dim": width, "depth": depth},
-                          expected=f"{RELEASE_MBM_METAFILE} beside the checkpoint (its config has num_heads), "
-                                   "or the released paper size (1024 wide, 24 blocks, 16 heads)",
-                          hint="pass encoder_num_heads=... or mbm_metafile=<Stage-A fmri_encoder.pth>")
-
-
-def encoder_from_release(state: dict[str, torch.Tensor], num_heads: int,
-                         path: Path | str = "<state dict>") -> FmriEncoder:
-    """The Stage-B fMRI encoder from `cond_stage_model.mae.*` (its unused `mask_token` is dropped)."""
-    weights = {k[len(ENCODER_PREFIX):]: v for k, v in state.items()
-               if k.startswith(ENCODER_PREFIX) and k != ENCODER_PREFIX + "mask_token"}
-    encoder = FmriEncoder(architecture_from_state_dict(weights, num_heads=num_heads, where=str(path)))
-    _copy_shapes_checked(encoder, weights, "fMRI encoder", path)
-    return encoder
-
-
 def import_finetuned(path: str | Path, config_yaml: str | Path | None = None, image_size: int | None = None,
-                     encoder_num_heads: int | None = None, mbm_metafile: str | Path | None = None) -> FmriLDM:
+                     encoder_num_heads: int | None = None) -> FmriLDM:
     """Load a MinD-Vis Stage-B `finetuned.pth` as an FmriLDM (eval mode).
 
     The file carries no LDM config: UNet/VQ sizes are read off the weights unless `config_yaml` (the label2img
     config.yaml it was fine-tuned from) is given; the image size defaults to the pickled config's `img_size`
-    (the size it was fine-tuned at, 256 for the releases). The encoder's head count comes from
-    `encoder_num_heads`, else from the Stage-A metafile (`mbm_metafile`, default: fmri_encoder.pth beside `path`,
-    the release layout), else the paper size is recognised (1024 x 24 -> 16 heads).
+    (the size it was fine-tuned at, 256 for the releases). The fMRI encoder is read by the Stage-A loader
+    (`load_fmri_encoder`): its head count comes from `encoder_num_heads`, else from the Stage-A metafile the
+    pickled config names (found beside `path` in the release layout), else the reference's 16.
     """
     path = Path(path)
+    # The encoder first: the Stage-A loader reads the file on its own, and only its encoder outlives that read.
+    encoder = load_fmri_encoder(path, num_heads=encoder_num_heads)
     checkpoint = load_release_checkpoint(path)
-    if isinstance(checkpoint, dict) and "state_dict" in checkpoint and "model_state_dict" not in checkpoint:
-        raise CheckpointError("this is a pretrained LDM (label2img layout), not a Stage-B result", path=path,
-                              expected="a MinD-Vis finetuned.pth ({'model_state_dict', 'config', 'state'})",
-                              hint="load it with mindvis.checkpoints.load_label2img")
     state = state_dict_of(checkpoint, "model_state_dict", path)
-    if not any(k.startswith(ENCODER_PREFIX) for k in state):
-        raise CheckpointError("the checkpoint has no fMRI conditioning stage", path=path,
-                              value=sorted({k.split(".")[0] for k in state}),
-                              expected="keys cond_stage_model.mae.*, cond_stage_model.channel_mapper.*")
     if config_yaml is not None:
         arch = architecture_from_yaml(config_yaml)
     else:
@@ -400,7 +355,6 @@ def import_finetuned(path: str | Path, config_yaml: str | Path | None = None, im
     if image_size is not None:
         arch = replace(arch, image_size=image_size)
     check_schedule(state, arch, path)
-    encoder = encoder_from_release(state, _encoder_num_heads(state, path, encoder_num_heads, mbm_metafile), path)
     mapper = token_mapper_from_release(state, path)
     sizes = {"encoder tokens": (encoder.num_patches, mapper.num_tokens),
              "encoder width": (encoder.embed_dim, mapper.token_dim),

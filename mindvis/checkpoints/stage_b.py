@@ -2,10 +2,11 @@
 
 Own format: a directory
     stage_b.json               {"format": "mindvis-stage-b", "version": 1, "architecture": LdmArchitecture,
-                                "encoder": MbmArchitecture, "token_mapper": {...}, "metadata": {...}}
+                                "token_mapper": {...}, "metadata": {...}}
     unet/                      diffusers `save_pretrained` (config.json + safetensors): loads on its own in diffusers
     vqvae/                     diffusers `save_pretrained`
-    conditioning.safetensors   conditioner.* (fMRI encoder + token mapper) and time_head.* tensors
+    encoder/                   the tuned fMRI encoder in the Stage-A own format (load_fmri_encoder reads it)
+    conditioning.safetensors   mapper.* (token mapper) and time_head.* tensors
 No pickles anywhere, so loading never runs code. Directories are written atomically.
 """
 
@@ -22,12 +23,13 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from mindvis.checkpoints.release_ldm import import_finetuned
+from mindvis.checkpoints.stage_a import load_fmri_encoder, save_fmri_encoder
 from mindvis.config.stage_b import LdmArchitecture
 from mindvis.errors import CheckpointError
 from mindvis.io import atomic_directory
 from mindvis.models.conditioning import FmriConditioner, TimeConditioningHead, TokenMapper
 from mindvis.models.ldm import FmriLDM, unet_config, vq_config
-from mindvis.models.mbm import FmriEncoder, MbmArchitecture
+from mindvis.models.mbm import FmriEncoder
 
 log = logging.getLogger(__name__)
 
@@ -54,16 +56,16 @@ def save_stage_b(model: FmriLDM, directory: str | Path, metadata: dict[str, Any]
         "format": FORMAT_NAME,
         "version": FORMAT_VERSION,
         "architecture": dataclasses.asdict(model.architecture),
-        "encoder": encoder.arch.to_dict(),
         "token_mapper": {"num_tokens": mapper.num_tokens, "token_dim": mapper.token_dim,
                          "context_dim": mapper.context_dim},
         "metadata": metadata or {},
     }
-    tensors = {f"conditioner.{k}": v for k, v in model.conditioner.state_dict().items()}
+    tensors = {f"mapper.{k}": v for k, v in mapper.state_dict().items()}
     tensors.update({f"time_head.{k}": v for k, v in model.time_head.state_dict().items()})
     with atomic_directory(directory) as tmp:
         model.unet.save_pretrained(tmp / "unet")
         model.vqvae.save_pretrained(tmp / "vqvae")
+        save_fmri_encoder(encoder, tmp / "encoder")
         save_file({k: v.detach().contiguous().cpu() for k, v in tensors.items()}, str(tmp / CONDITIONING_FILE))
         (tmp / MANIFEST).write_text(json.dumps(manifest, indent=1, sort_keys=True))
     log.info("saved Stage-B model to %s", directory)
@@ -99,24 +101,24 @@ def _load_own(directory: Path) -> FmriLDM:
     try:
         arch = LdmArchitecture(**{k: tuple(v) if isinstance(v, list) else v
                                   for k, v in manifest["architecture"].items()})
-        encoder_arch = MbmArchitecture(**manifest["encoder"])
         mapper_sizes = manifest["token_mapper"]
     except (KeyError, TypeError) as exc:
         raise CheckpointError(f"incomplete Stage-B manifest ({exc})", path=directory / MANIFEST,
-                              expected="architecture, encoder and token_mapper entries") from exc
+                              expected="architecture and token_mapper entries") from exc
     try:
         unet = UNet2DConditionModel.from_pretrained(directory / "unet", local_files_only=True, low_cpu_mem_usage=False)
         vqvae = VQModel.from_pretrained(directory / "vqvae", local_files_only=True, low_cpu_mem_usage=False)
         tensors = load_file(str(directory / CONDITIONING_FILE))
     except (OSError, ValueError, SafetensorError) as exc:
         raise CheckpointError(f"cannot load the Stage-B weights ({type(exc).__name__}: {exc})", path=directory,
-                              expected=f"unet/, vqvae/ (diffusers save_pretrained) and {CONDITIONING_FILE}",
+                              expected=f"unet/, vqvae/ (diffusers save_pretrained), encoder/ and {CONDITIONING_FILE}",
                               hint="the save was interrupted or files were removed: save the model again") from exc
     _check_config(unet.config, unet_config(arch), "UNet", directory / "unet")
     _check_config(vqvae.config, vq_config(arch), "VQ", directory / "vqvae")
-    conditioner = FmriConditioner(FmriEncoder(encoder_arch), TokenMapper(**mapper_sizes))
+    encoder = load_fmri_encoder(directory / "encoder")
+    mapper = TokenMapper(**mapper_sizes)
     time_head = TimeConditioningHead(arch.context_dim, arch.time_embed_dim)
-    for prefix, module in (("conditioner.", conditioner), ("time_head.", time_head)):
+    for prefix, module in (("mapper.", mapper), ("time_head.", time_head)):
         part = {k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)}
         try:
             module.load_state_dict(part, strict=True)
@@ -124,7 +126,7 @@ def _load_own(directory: Path) -> FmriLDM:
             raise CheckpointError(f"{CONDITIONING_FILE} does not fit {MANIFEST}", path=directory / CONDITIONING_FILE,
                                   value=str(exc).splitlines()[0], expected="tensors matching the manifest sizes"
                                   ) from exc
-    return FmriLDM(arch, unet, vqvae, conditioner, time_head).eval()
+    return FmriLDM(arch, unet, vqvae, FmriConditioner(encoder, mapper), time_head).eval()
 
 
 def is_own_stage_b(path: str | Path) -> bool:
@@ -133,12 +135,12 @@ def is_own_stage_b(path: str | Path) -> bool:
 
 
 def load_stage_b(path: str | Path, config_yaml: str | Path | None = None, image_size: int | None = None,
-                 encoder_num_heads: int | None = None, mbm_metafile: str | Path | None = None) -> FmriLDM:
+                 encoder_num_heads: int | None = None) -> FmriLDM:
     """Load a Stage-B model (eval mode, CPU) from the own format or a MinD-Vis `finetuned.pth`.
 
     Args:
         path: an own-format directory (stage_b.json inside) or a release `finetuned.pth`.
-        config_yaml, image_size, encoder_num_heads, mbm_metafile: only for `finetuned.pth`, which lacks the LDM
+        config_yaml, image_size, encoder_num_heads: only for `finetuned.pth`, which lacks the LDM
             config (see mindvis.checkpoints.release_ldm.import_finetuned); an own-format directory knows its sizes.
     Raises:
         CheckpointError (UnsafePickleError for pickles naming code) with the file and what was expected.
@@ -147,12 +149,12 @@ def load_stage_b(path: str | Path, config_yaml: str | Path | None = None, image_
     if path.is_dir():
         if not is_own_stage_b(path):
             raise CheckpointError("directory is not a Stage-B checkpoint", path=path,
-                                  expected=f"{MANIFEST} with unet/, vqvae/ and {CONDITIONING_FILE}",
+                                  expected=f"{MANIFEST} with unet/, vqvae/, encoder/ and {CONDITIONING_FILE}",
                                   hint="point to the directory written by save_stage_b, or to a finetuned.pth file")
         model = _load_own(path)
         if image_size is not None:
             model.architecture = dataclasses.replace(model.architecture, image_size=image_size)
         return model
     return import_finetuned(path, config_yaml=config_yaml, image_size=image_size,
-                            encoder_num_heads=encoder_num_heads, mbm_metafile=mbm_metafile)
+                            encoder_num_heads=encoder_num_heads)
 
