@@ -170,6 +170,7 @@ def read_betas(raw_root: str | os.PathLike[str], subject: str,
                 betas = np.load(path, mmap_mode="r", allow_pickle=False)
             except (OSError, ValueError, EOFError) as exc:
                 raise InputDataError(f"cannot read beta file ({type(exc).__name__}: {exc})", path=path,
+                                     value=f"{path.stat().st_size} bytes",
                                      expected="a complete .npy (n_trials, n_voxels) matrix",
                                      hint="the file is probably truncated or corrupt: download it again") from exc
             if betas.ndim != 2 or not np.issubdtype(betas.dtype, np.number) or betas.shape[1] == 0:

@@ -58,15 +58,14 @@ def center_crop_resize(image: np.ndarray, size: int) -> np.ndarray:
 
 
 def _pil_square_resized(picture: Image.Image, size: int) -> np.ndarray:
-    """Centre-crop and resize a PIL image in PIL (avoids a full-size numpy copy of large photographs)."""
+    """Centre-crop and resize a PIL image within PIL (no full-size numpy copy of large photographs)."""
     picture = picture.convert("RGB")
     width, height = picture.size
     side = min(width, height)
     left, top = (width - side) // 2, (height - side) // 2
-    box = (left, top, left + side, top + side)
-    if side == size:
-        return np.asarray(picture.crop(box))
-    return np.asarray(picture.resize((size, size), RESAMPLE, box=box))
+    # Crop before resizing: resize(box=...) would let the filter reach into the discarded margins.
+    square = picture.crop((left, top, left + side, top + side))
+    return np.asarray(square if side == size else square.resize((size, size), RESAMPLE))
 
 
 def read_image_file(path: str | os.PathLike[str], size: int) -> np.ndarray:
