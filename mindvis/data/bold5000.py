@@ -20,7 +20,10 @@ single trials (n_averaged 1); every other trial is a training sample. A repeated
 single-trial row. Normalisation (`Bold5000PreprocessConfig.normalization`): "scalar" (default, MinD-Vis) is one mean
 and standard deviation over all the subject's trials, test included, as the reference computes it (before padding
 the voxels to the patch size, which is not done here); "voxel" is per-voxel statistics of the training trials.
-`category` is the image's source set (COCO, ImageNet or Scene).
+`category` is the image's source set (COCO, ImageNet or Scene). Dataset-specific columns: `trial` (row of the beta
+files; null for averaged rows), `session`, `run` (run list file stem), `marked_repeat` (listed with `rep_`); `source`
+is the run list a trial comes from (the repeated-stimuli list for averaged rows). voxels.parquet: `roi` (e.g.
+LHEarlyVis), `mean`, `std`, `hemisphere`, `voxel_index` (column within its ROI file).
 """
 
 from __future__ import annotations

@@ -17,6 +17,10 @@ Raw layout under `<raw_root>/Kamitani/npz/` (the MinD-Vis data release):
 Output rows, in this order: the training trials (split train, n_averaged 1), the averaged test rows (split test,
 n_averaged = number of test trials of that image, 35 in real data) and the single test trials (split test,
 n_averaged 1). Single test trials are paired with their image through `arr_4`, not through their position.
+Dataset-specific columns: `raw_array` (arr_0/arr_2/arr_1), `trial` (row in that array; null for averaged rows),
+`image_index` (row in train_images/test_images), `class_index` (key of the class index; null when the synset is not
+in it, then `category` is null too), `wnid`, `image_file`. voxels.parquet: `roi` (the smallest mask containing the
+voxel, e.g. V1, FFA, else `cfg.roi`), `mean`, `std`, `voxel_index` (column in the raw matrices), `noise_ceiling`, `snr`.
 
 Normalisation (`GodPreprocessConfig.normalization`): statistics are fitted on the training trials of the chosen ROI
 and applied to every row. "scalar" (default) is MinD-Vis: one mean and one standard deviation of the training
@@ -123,6 +127,11 @@ class ImageLabel:
     file_name: str
     class_index: int | None
     category: str | None
+
+    @property
+    def wnid(self) -> str:
+        """WordNet id of the image's synset, e.g. "n01518878" (also when the class index does not name it)."""
+        return f"n{int(self.stimulus_id.split('.')[0]):08d}"
 
 
 def read_class_index(path: str | os.PathLike[str]) -> dict[int, tuple[int, str]]:
@@ -353,6 +362,8 @@ def _samples(arrays: GodSubjectArrays, train_labels: list[ImageLabel], test_labe
         "trial": trial,
         "image_index": image_index.astype(np.int64),
         "class_index": pd.array([label.class_index for label in labels], dtype="Int64"),
+        "wnid": [label.wnid for label in labels],
+        "image_file": [label.file_name for label in labels],
     })
 
 

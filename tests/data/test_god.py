@@ -55,6 +55,8 @@ def test_rows_splits_and_counts_follow_the_release(tmp_path):
     assert category.tolist() == [raw.categories[s] for s in samples["stimulus_id"]]
     assert samples["category"].isna().any() and {"ostrich", "goldfish", "dog"} <= set(samples["category"].dropna())
     assert samples.loc[samples["category"] == "ostrich", "class_index"].eq(7).all()
+    assert samples.loc[samples["category"] == "ostrich", "wnid"].eq("n01518878").all()
+    assert samples["wnid"].notna().all() and samples["image_file"].str.endswith(".JPEG").all()
 
 
 def test_voxels_are_the_roi_columns_with_their_finest_roi_and_statistics(tmp_path):
