@@ -122,6 +122,10 @@ def _truncate(path):
     path.write_bytes(data[: len(data) // 2])
 
 
+def _scene_image(raw, name):
+    return raw.root / bold5000.PRESENTED_DIR / "Scene" / name
+
+
 def _drop_last_trial_line(raw):
     run_file = sorted(raw.lists_dir.rglob("*.txt"))[-1]
     lines = run_file.read_text().split()
@@ -157,10 +161,10 @@ BAD_INPUTS = {
     "lists shorter than betas": (_drop_last_trial_line, "CSI1", "CSI1", "disagree on the number of trials"),
     "lists missing": (lambda raw: [p.unlink() for p in raw.lists_dir.rglob("*.txt")], "CSI1", "CSI1", "no trials"),
     "no trials": (_no_trials, "CSI1", "CSI1", "no trials"),
-    "stimulus image missing": (lambda raw: (raw.root / bold5000.PRESENTED_DIR / "Scene" / "bedroom3.jpg").unlink(),
-                               "CSI1", "bedroom3.jpg", "not found"),
-    "stimulus image corrupt": (lambda raw: _truncate(raw.root / bold5000.PRESENTED_DIR / "Scene" / "airplanecabin1.jpg"),
-                               "CSI1", "airplanecabin1.jpg", "cannot decode"),
+    "stimulus image missing": (lambda raw: _scene_image(raw, "bedroom3.jpg").unlink(), "CSI1", "bedroom3.jpg",
+                               "not found"),
+    "stimulus image corrupt": (lambda raw: _truncate(_scene_image(raw, "airplanecabin1.jpg")), "CSI1",
+                               "airplanecabin1.jpg", "cannot decode"),
     "repeated list missing": (lambda raw: (raw.root / bold5000.REPEATED_LIST).unlink(), "CSI1",
                               "repeated_stimuli_113_list.txt", "missing"),
 }
