@@ -130,7 +130,7 @@ def pad_voxels(fmri: torch.Tensor, num_voxels: int, patch_size: int) -> torch.Te
         raise ValueError(f"fMRI must be (N, V) or (N, 1, V), got {tuple(fmri.shape)}")
     if fmri.shape[-1] == num_voxels:
         return fmri
-    index = torch.from_numpy(voxel_index(fmri.shape[-1], num_voxels, patch_size)).to(fmri.device)
+    index = torch.tensor(voxel_index(fmri.shape[-1], num_voxels, patch_size), device=fmri.device)
     return fmri.index_select(-1, index)
 
 
