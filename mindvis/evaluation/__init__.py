@@ -1,0 +1,1 @@
+"""Evaluation: image generation from held-out fMRI (sampling) and its scoring (metrics)."""
