@@ -21,6 +21,7 @@ from mindvis.config.build import build, to_dict
 from mindvis.config.data import PREPROCESS_PRESETS, DemoDataConfig, PreprocessConfig
 from mindvis.config.runtime import JobResources, TrackingConfig, TrainerConfig
 from mindvis.config.stage_a import STAGE_A_PRESETS, StageAConfig
+from mindvis.config.stage_b import STAGE_B_PRESETS, StageBConfig
 from mindvis.config.schema import schema_of
 from mindvis.errors import ConfigError
 
@@ -41,6 +42,7 @@ class Config:
     demo_data: DemoDataConfig = DemoDataConfig()
     preprocess: PreprocessConfig = PreprocessConfig()
     stage_a: StageAConfig = StageAConfig()
+    stage_b: StageBConfig = StageBConfig()
     trainer: TrainerConfig = TrainerConfig()
     tracking: TrackingConfig = TrackingConfig()
     resources: dict[str, JobResources] = field(default_factory=dict)
@@ -69,6 +71,7 @@ class Config:
 PRESETS: dict[tuple[str, ...], dict[str, dict[str, Any]]] = {
     ("preprocess",): PREPROCESS_PRESETS,
     ("stage_a",): STAGE_A_PRESETS,
+    ("stage_b",): STAGE_B_PRESETS,
 }
 
 SCHEMA: dict[str, Any] = schema_of(Config)

@@ -1,0 +1,124 @@
+"""Image generation from fMRI with a DC-LDM: seeded, batched, PLMS / DDIM / DPM-Solver++.
+
+As the reference: no classifier-free guidance, deterministic samplers (DDIM eta 0), the VQ decoder quantizes the
+final latents, images are clamp((x + 1) / 2, 0, 1). Every generated image starts from its own Gaussian latent,
+drawn from a generator seeded by (seed, fMRI index, sample index), so the same seed gives the same images whatever
+the batch size or device.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from mindvis.config.stage_b import DEFAULT_SAMPLER_STEPS
+from mindvis.errors import ConfigError, InputDataError
+from mindvis.models.ldm import SAMPLERS, FmriLDM, make_sampler
+
+log = logging.getLogger(__name__)
+
+
+def initial_latent(seed: int, item: int, sample: int, shape: tuple[int, ...]) -> torch.Tensor:
+    """The starting noise x_T (c, h, w) of sample `sample` of fMRI row `item`: float32 N(0, 1) on CPU."""
+    state = np.random.SeedSequence([seed, item, sample]).generate_state(2, dtype=np.uint32)
+    generator = torch.Generator().manual_seed(int(state[0]) << 32 | int(state[1]))
+    return torch.randn(shape, generator=generator)
+
+
+@torch.no_grad()
+def denoise_latents(model: FmriLDM, x_t: torch.Tensor, context: torch.Tensor, time_cond: torch.Tensor,
+                    scheduler: str, steps: int, on_step: Callable[[], None] | None = None) -> torch.Tensor:
+    """Run a sampler from x_T (N, c, h, w) to x_0 with fixed conditioning (context (N, 77, C), time_cond (N, E)).
+
+    A fresh scheduler per call: PNDM keeps the previous noise predictions of the run it is in.
+    `on_step` is called after each model evaluation (for progress bars).
+    """
+    sampler = make_sampler(scheduler, model.architecture)
+    sampler.set_timesteps(steps, device=x_t.device)
+    x_t = x_t * sampler.init_noise_sigma
+    for t in sampler.timesteps:
+        model_input = sampler.scale_model_input(x_t, t)
+        eps = model.denoise(model_input, t, context, time_cond)
+        x_t = sampler.step(eps, t, x_t).prev_sample
+        if on_step is not None:
+            on_step()
+    return x_t
+
+
+def to_uint8(images: torch.Tensor) -> np.ndarray:
+    """Decoder output (N, 3, H, W) in about [-1, 1] -> uint8 (N, H, W, 3), rounded to the nearest level."""
+    scaled = ((images.float() + 1.0) / 2.0).clamp(0.0, 1.0) * 255.0
+    return scaled.round().to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
+
+
+def _check_fmri(fmri: np.ndarray | torch.Tensor) -> torch.Tensor:
+    fmri = torch.as_tensor(fmri)
+    if fmri.ndim != 2 or fmri.shape[0] == 0 or not torch.is_floating_point(fmri):
+        raise InputDataError("fMRI for generation must be a non-empty float (N, V) array", value=tuple(fmri.shape),
+                             expected="(n_samples, n_voxels) float32, rows as in fmri.npy")
+    if not torch.isfinite(fmri).all():
+        raise InputDataError("fMRI for generation contains NaN/inf", value=int((~torch.isfinite(fmri)).sum()),
+                             expected="finite values", hint="check the preprocessed fmri.npy")
+    return fmri.float()
+
+
+def generate(model: FmriLDM, fmri: np.ndarray | torch.Tensor, n_samples: int = 5, scheduler: str = "plms",
+             steps: int | None = None, seed: int = 2022, batch_size: int = 5, device: str | torch.device = "cpu",
+             progress: bool = True) -> np.ndarray:
+    """Generate `n_samples` images for every fMRI row.
+
+    Args:
+        model: a DC-LDM (moved to `device` for the call and back afterwards; its train/eval mode is restored).
+        fmri: (N, V) float32, one row per fMRI sample (the encoder pads/cuts V to its input length).
+        n_samples: K images per row.
+        scheduler: "plms" (reference), "ddim" (eta 0) or "dpmpp" (DPM-Solver++ 2M).
+        steps: denoising steps; None = 250 (plms), 50 (ddim), 25 (dpmpp).
+        seed: images depend only on (seed, row, sample index), not on batch_size or device.
+        batch_size: latents denoised together (memory knob).
+        device: where to run.
+        progress: show a tqdm bar over model evaluations.
+    Returns:
+        uint8 (N, K, H, W, 3) at the model's image size.
+    """
+    if scheduler not in SAMPLERS:
+        raise ConfigError("unknown sampler", path="stage_b.sampling.scheduler", value=scheduler,
+                          expected=f"one of {list(SAMPLERS)}")
+    if n_samples < 1 or batch_size < 1 or (steps is not None and steps < 1):
+        raise ConfigError("n_samples, batch_size and steps must be positive", path="stage_b.sampling",
+                          value={"n_samples": n_samples, "batch_size": batch_size, "steps": steps})
+    steps = steps if steps is not None else DEFAULT_SAMPLER_STEPS[scheduler]
+    fmri = _check_fmri(fmri)
+    device = torch.device(device)
+    jobs = [(item, sample) for item in range(fmri.shape[0]) for sample in range(n_samples)]
+    chunks = [jobs[start:start + batch_size] for start in range(0, len(jobs), batch_size)]
+    probe = make_sampler(scheduler, model.architecture)
+    probe.set_timesteps(steps)
+    evaluations = len(probe.timesteps)  # model calls per batch (PLMS: steps + 1)
+
+    was_training = model.training
+    original_device = next(model.parameters()).device
+    model.eval().to(device)
+    size = model.architecture.image_size
+    images = np.zeros((fmri.shape[0], n_samples, size, size, 3), dtype=np.uint8)
+    try:
+        with torch.no_grad(), tqdm(total=len(chunks) * evaluations, unit="step", disable=not progress,
+                                   desc=f"generate {len(jobs)} images ({scheduler}, {steps} steps)") as bar:
+            for chunk in chunks:
+                rows = torch.tensor([item for item, _ in chunk])
+                context, time_cond = model.condition(fmri[rows].to(device))
+                x_t = torch.stack([initial_latent(seed, item, sample, model.latent_shape)
+                                   for item, sample in chunk]).to(device)
+                latents = denoise_latents(model, x_t, context, time_cond, scheduler, steps,
+                                          on_step=lambda: bar.update(1))
+                decoded = to_uint8(model.decode(latents))
+                for (item, sample), image in zip(chunk, decoded):
+                    images[item, sample] = image
+    finally:
+        model.to(original_device).train(was_training)
+    log.info("generated %d images (%d fMRI x %d) with %s, %d steps", len(jobs), fmri.shape[0], n_samples,
+             scheduler, steps)
+    return images
