@@ -169,8 +169,12 @@ def write_subject(out_dir: str | os.PathLike[str], subject: PreprocessedSubject)
     return out_dir
 
 
-def read_subject(subject_path: str | os.PathLike[str], mmap: bool = True) -> PreprocessedSubject:
-    """Read a preprocessed subject; fmri.npy is memory-mapped (read-only) unless `mmap` is False."""
+def read_subject(subject_path: str | os.PathLike[str], mmap: bool = True,
+                 with_stimuli: bool = True) -> PreprocessedSubject:
+    """Read a preprocessed subject; fmri.npy is memory-mapped (read-only) unless `mmap` is False.
+
+    `with_stimuli=False` skips loading stimuli.npz (fMRI-only training does not need the images in memory).
+    """
     subject_path = Path(subject_path)
     for name in (SAMPLES_FILE, FMRI_FILE, VOXELS_FILE):
         if not (subject_path / name).is_file():
@@ -178,7 +182,7 @@ def read_subject(subject_path: str | os.PathLike[str], mmap: bool = True) -> Pre
                                 expected="a directory written by mindvis preprocessing",
                                 hint="run the preprocess_* rule for this subject (snakemake --until preprocess_god ...)")
     stimuli = None
-    if (subject_path / STIMULI_FILE).is_file():
+    if with_stimuli and (subject_path / STIMULI_FILE).is_file():
         with np.load(subject_path / STIMULI_FILE, allow_pickle=False) as archive:
             stimuli = Stimuli(images=archive["images"], stimulus_id=archive["stimulus_id"])
     subject = PreprocessedSubject(
