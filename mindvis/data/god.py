@@ -421,9 +421,11 @@ def preprocess_subject(raw_root: str | os.PathLike[str], subject: str, cfg: GodP
 
     train_rows = np.unique(arrays.train_image_index)
     test_rows = np.arange(n_test_images)
-    images = np.concatenate([
-        read_npz_image_rows(images_path, TRAIN_IMAGES_KEY, train_rows, image_size, "GOD image archive"),
-        read_npz_image_rows(images_path, TEST_IMAGES_KEY, test_rows, image_size, "GOD image archive")])
+    images = np.empty((len(train_rows) + len(test_rows), image_size, image_size, 3), dtype=np.uint8)
+    read_npz_image_rows(images_path, TRAIN_IMAGES_KEY, train_rows, image_size, "GOD image archive",
+                        out=images[:len(train_rows)])
+    read_npz_image_rows(images_path, TEST_IMAGES_KEY, test_rows, image_size, "GOD image archive",
+                        out=images[len(train_rows):])
     stimulus_id = np.array([train_labels[i].stimulus_id for i in train_rows]
                            + [test_labels[i].stimulus_id for i in test_rows], dtype=str)
 

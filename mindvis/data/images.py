@@ -135,17 +135,22 @@ def _read_npy_header(member) -> tuple[tuple[int, ...], bool, np.dtype]:
 
 
 def read_npz_image_rows(path: str | os.PathLike[str], key: str, rows: Sequence[int] | np.ndarray, size: int,
-                        what: str = "image archive") -> np.ndarray:
+                        what: str = "image archive", out: np.ndarray | None = None) -> np.ndarray:
     """Rows `rows` of the (n, H, W[, C]) image array `key` of an .npz, as uint8 (len(rows), size, size, 3).
 
-    The array is streamed out of the archive in chunks of rows, so only the requested images are ever held in
-    memory (images_256.npz holds ~240 MB of training images; a run may need a few of them). Rows may repeat and come
-    in any order. Row indices must lie in [0, n): callers check them against `npz_array_shape` first.
+    The array is streamed out of the archive in chunks of rows and each image is resized as it arrives, so memory
+    holds the output and one chunk, never the whole array (images_256.npz holds ~240 MB of training images).
+    Rows may repeat and come in any order; an index outside [0, n) raises InputDataError.
+
+    Args:
+        out: optional uint8 (len(rows), size, size, 3) array to fill (e.g. a slice of a larger stack).
     """
     path = require_file(path, what)
     rows = np.asarray(rows, dtype=np.int64)
     wanted = np.unique(rows)
-    picked: dict[int, np.ndarray] = {}
+    out = np.empty((len(rows), size, size, 3), dtype=np.uint8) if out is None else out
+    if out.shape != (len(rows), size, size, 3) or out.dtype != np.uint8:
+        raise ValueError(f"out must be uint8 {(len(rows), size, size, 3)}, got {out.dtype} {out.shape}")
     try:
         with zipfile.ZipFile(path) as archive, archive.open(f"{key}.npy") as member:
             shape, fortran_order, dtype = _read_npy_header(member)
@@ -157,8 +162,8 @@ def read_npz_image_rows(path: str | os.PathLike[str], key: str, rows: Sequence[i
                                      expected=f"indices in [0, {shape[0]})", hint="the index file and the image "
                                      "archive do not belong together: check that both come from the same release")
             if fortran_order:  # rows are not contiguous on disk: fall back to reading the whole array
-                stack = np.load(path, allow_pickle=False)[key]
-                return resize_images(stack[rows], size)
+                out[:] = resize_images(np.load(path, allow_pickle=False)[key][rows], size)
+                return out
             row_bytes = int(np.prod(shape[1:], dtype=np.int64)) * dtype.itemsize
             last = int(wanted[-1]) if wanted.size else -1
             progress = tqdm(total=len(wanted), desc=f"{path.name}[{key}]", unit="img", disable=None)
@@ -170,7 +175,7 @@ def read_npz_image_rows(path: str | os.PathLike[str], key: str, rows: Sequence[i
                     raise _corrupt(path, key, f"archive ends inside image {start + len(buffer) // max(row_bytes, 1)}")
                 chunk = np.frombuffer(buffer, dtype=dtype).reshape((count, *shape[1:]))
                 for row in wanted[(wanted >= start) & (wanted < start + count)]:
-                    picked[int(row)] = center_crop_resize(to_uint8_rgb(chunk[row - start]), size)
+                    out[rows == row] = center_crop_resize(to_uint8_rgb(chunk[row - start]), size)
                     progress.update()
                 start += count
             progress.close()
@@ -179,8 +184,5 @@ def read_npz_image_rows(path: str | os.PathLike[str], key: str, rows: Sequence[i
                              expected=f"an array named {key!r}", hint="is this the right file?") from exc
     except (zipfile.BadZipFile, zlib.error, EOFError, OSError, ValueError) as exc:
         raise _corrupt(path, key, exc) from exc
-    out = np.empty((len(rows), size, size, 3), dtype=np.uint8)
-    for i, row in enumerate(rows):
-        out[i] = picked[int(row)]
     log.info("read %d images of %s[%s] at %d px", len(wanted), path.name, key, size)
     return out
