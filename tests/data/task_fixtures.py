@@ -176,8 +176,11 @@ def save_image_file(path: Path, colour: np.ndarray, landscape: bool) -> None:
 
 
 def write_bold5000(root: Path, subject: str = "CSI1", rois: tuple[str, ...] = bold5000.DEFAULT_ROIS,
-                   seed: int = 0) -> BoldRaw:
-    """Write BOLD5000 betas, presentation lists, repeated list and images for one subject under `root`."""
+                   repeats_seen: tuple[int, int, int] = (4, 3, 2), seed: int = 0) -> BoldRaw:
+    """Write BOLD5000 betas, presentation lists, repeated list and images for one subject under `root`.
+
+    Three repeated stimuli are shown `repeats_seen` times, a fourth one of the list never.
+    """
     rng = np.random.default_rng(seed)
     names_by_set = {
         "COCO": [f"COCO_train2014_{i:012d}.jpg" for i in (36, 49, 77, 110)],
@@ -190,9 +193,9 @@ def write_bold5000(root: Path, subject: str = "CSI1", rois: tuple[str, ...] = bo
     for i, name in enumerate(all_names):
         save_image_file(root / bold5000.PRESENTED_DIR / image_set[name] / name, colours[name], landscape=i % 2 == 0)
 
-    # Repeated stimuli: 3 seen by this subject (4, 3 and 2 times), 1 never seen (as CSI4 misses some).
+    # Repeated stimuli: 3 seen by this subject, 1 never seen (as CSI4 misses some).
     repeated_seen = [all_names[1], all_names[5], all_names[9]]
-    repeats = {all_names[1]: 4, all_names[5]: 3, all_names[9]: 2}
+    repeats = dict(zip(repeated_seen, repeats_seen))
     never_seen = all_names[10]
     repeated_file = root / bold5000.REPEATED_LIST
     repeated_file.parent.mkdir(parents=True, exist_ok=True)

@@ -59,6 +59,15 @@ def test_splits_follow_the_repeated_list(tmp_path):
     assert train["source"].str.startswith("BOLD5000/BOLD5000_Stimuli/Stimuli_Presentation_Lists/CSI1/").all()
 
 
+def test_repeated_stimulus_seen_once_is_a_single_test_trial_only(tmp_path):
+    raw = write_bold5000(tmp_path / "raw", repeats_seen=(4, 3, 1))
+    subject = run(raw, tmp_path)
+    once = next(name for name in raw.repeated if raw.trial_names.count(name) == 1)
+    rows = subject.samples[subject.samples["stimulus_id"] == once]
+    assert rows["split"].tolist() == ["test"] and rows["n_averaged"].tolist() == [1] and rows["trial"].notna().all()
+    assert len(subject.rows("test", averaged=True)) == 2 and len(subject.rows("test", averaged=False)) == 8
+
+
 def test_voxels_are_the_roi_files_in_reference_order(tmp_path):
     raw = write_bold5000(tmp_path / "raw")
     subject = run(raw, tmp_path)
