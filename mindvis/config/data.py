@@ -8,14 +8,94 @@ from typing import Literal
 
 
 @dataclass(frozen=True)
+class DemoGodConfig:
+    """The demo's GOD (Kamitani) data: GOD's structure at reduced counts (real: 150 x 8 train, 50 test x 35)."""
+
+    n_train_categories: int = field(default=100, metadata={
+        "minimum": 2, "description": "categories of the training images (disjoint from the test categories)"})
+    images_per_train_category: int = field(default=8, metadata={"minimum": 1, "description": "GOD: 8"})
+    n_test_categories: int = field(default=30, metadata={
+        "minimum": 2, "description": "test images, one per test category (GOD: 50)"})
+    test_repeats: int = field(default=10, metadata={
+        "minimum": 2, "description": "presentations of each test image (GOD: 35)"})
+    image_size_px: int = field(default=256, metadata={
+        "minimum": 16, "description": "side of the images in images_256.npz (the real file: 256)"})
+    v1_voxels: int = field(default=300, metadata={"minimum": 1})
+    v2_voxels: int = field(default=240, metadata={"minimum": 1})
+    v3_voxels: int = field(default=200, metadata={"minimum": 1})
+    v4_voxels: int = field(default=150, metadata={"minimum": 1})
+    loc_voxels: int = field(default=160, metadata={"minimum": 1})
+    ffa_voxels: int = field(default=80, metadata={"minimum": 1})
+    ppa_voxels: int = field(default=80, metadata={"minimum": 1})
+    hvc_other_voxels: int = field(default=70, metadata={
+        "minimum": 0, "description": "HVC voxels outside LOC/FFA/PPA (GOD's HVC is a contiguous region)"})
+
+
+@dataclass(frozen=True)
+class DemoBold5000Config:
+    """The demo's BOLD5000 data (real CSI1: 15 sessions, ~10 runs of 37 trials, 113 stimuli repeated ~4 times)."""
+
+    sessions: int = field(default=3, metadata={"minimum": 1})
+    runs_per_session: int = field(default=4, metadata={"minimum": 1})
+    trials_per_run: int = field(default=30, metadata={"minimum": 1, "description": "BOLD5000: 37"})
+    n_repeated_stimuli: int = field(default=20, metadata={
+        "minimum": 1, "description": "stimuli listed in repeated_stimuli_113_list.txt (BOLD5000: 113)"})
+    repeats_per_stimulus: int = field(default=4, metadata={"minimum": 2, "description": "BOLD5000: 4"})
+    image_size_px: int = field(default=375, metadata={
+        "minimum": 16, "description": "side of the stimulus images (BOLD5000: 375)"})
+    early_vis_voxels: int = field(default=150, metadata={"minimum": 1, "description": "per hemisphere"})
+    loc_voxels: int = field(default=110, metadata={"minimum": 1, "description": "per hemisphere"})
+    opa_voxels: int = field(default=40, metadata={"minimum": 1, "description": "per hemisphere"})
+    ppa_voxels: int = field(default=60, metadata={"minimum": 1, "description": "per hemisphere"})
+    rsc_voxels: int = field(default=30, metadata={"minimum": 1, "description": "per hemisphere"})
+
+
+@dataclass(frozen=True)
+class DemoHcpConfig:
+    """The demo's HCP resting state: CIFTI-2 dense series in the real 91282-grayordinate layout, TR 0.72 s."""
+
+    runs: tuple[str, ...] = field(default=("REST1_LR",), metadata={
+        "minItems": 1, "description": "runs written per subject (rfMRI_<run>)"})
+    frames: int = field(default=200, metadata={"minimum": 10, "description": "frames per run (HCP: 1200)"})
+    n_retinotopic_modes: int = field(default=24, metadata={
+        "minimum": 1, "description": "slow fluctuations of visual-field patches, shared across V1-V4"})
+    n_global_modes: int = field(default=12, metadata={
+        "minimum": 1, "description": "slow fluctuations of spatial patches anywhere in the brain"})
+    fluctuation_time_s: float = field(default=6.0, metadata={
+        "exclusiveMinimum": 0, "description": "time constant of the slow fluctuations (AR(1) smoothing)"})
+    fluctuation_percent: float = field(default=1.0, metadata={
+        "minimum": 0, "description": "s.d. of the slow fluctuations, percent of the grayordinate's mean"})
+    noise_percent: float = field(default=0.5, metadata={
+        "minimum": 0, "description": "s.d. of each grayordinate's white noise, percent of its mean"})
+
+
+@dataclass(frozen=True)
+class DemoCortexConfig:
+    """The virtual visual cortex behind the task datasets: responses = gain x (stimulus drive) + noise."""
+
+    gain_sd: float = field(default=0.3, metadata={
+        "minimum": 0, "description": "s.d. of the log hemodynamic gain of each voxel"})
+    noise_shared: float = field(default=0.8, metadata={
+        "minimum": 0, "description": "s.d. of the trial-to-trial noise shared across voxels (low-rank), in units "
+                                     "of the voxels' stimulus-driven s.d."})
+    noise_rank: int = field(default=8, metadata={"minimum": 1, "description": "rank of the shared noise"})
+    noise_private: float = field(default=2.0, metadata={
+        "minimum": 0, "description": "s.d. of each voxel's own trial noise, in the same units"})
+
+
+@dataclass(frozen=True)
 class DemoDataConfig:
     """Knobs of the synthetic demo data (data/demo). Bigger/noisier values make the demo harder or larger."""
 
     root: Path = field(default=Path("data/demo"), metadata={"description": "where demo raw data is written"})
-    seed: int = 0
+    seed: int = field(default=0, metadata={"minimum": 0})
     god_subjects: tuple[str, ...] = ("sbj_3",)
     bold5000_subjects: tuple[str, ...] = ("CSI1",)
     hcp_subjects: tuple[str, ...] = ("100206", "100307", "100408")
+    god: DemoGodConfig = DemoGodConfig()
+    bold5000: DemoBold5000Config = DemoBold5000Config()
+    hcp: DemoHcpConfig = DemoHcpConfig()
+    cortex: DemoCortexConfig = DemoCortexConfig()
 
 
 @dataclass(frozen=True)
