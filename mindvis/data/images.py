@@ -166,19 +166,16 @@ def read_npz_image_rows(path: str | os.PathLike[str], key: str, rows: Sequence[i
                 return out
             row_bytes = int(np.prod(shape[1:], dtype=np.int64)) * dtype.itemsize
             last = int(wanted[-1]) if wanted.size else -1
-            progress = tqdm(total=len(wanted), desc=f"{path.name}[{key}]", unit="img", disable=None)
-            start = 0
-            while start <= last:
-                count = min(STREAM_CHUNK_ROWS, last + 1 - start)
-                buffer = member.read(count * row_bytes)
-                if len(buffer) != count * row_bytes:
-                    raise _corrupt(path, key, f"archive ends inside image {start + len(buffer) // max(row_bytes, 1)}")
-                chunk = np.frombuffer(buffer, dtype=dtype).reshape((count, *shape[1:]))
-                for row in wanted[(wanted >= start) & (wanted < start + count)]:
-                    out[rows == row] = center_crop_resize(to_uint8_rgb(chunk[row - start]), size)
-                    progress.update()
-                start += count
-            progress.close()
+            with tqdm(total=len(wanted), desc=f"{path.name}[{key}]", unit="img", disable=None) as progress:
+                for start in range(0, last + 1, STREAM_CHUNK_ROWS):
+                    count = min(STREAM_CHUNK_ROWS, last + 1 - start)
+                    buffer = member.read(count * row_bytes)
+                    if len(buffer) != count * row_bytes:
+                        raise _corrupt(path, key, f"archive ends inside image {start + len(buffer) // row_bytes}")
+                    chunk = np.frombuffer(buffer, dtype=dtype).reshape((count, *shape[1:]))
+                    for row in wanted[(wanted >= start) & (wanted < start + count)]:
+                        out[rows == row] = center_crop_resize(to_uint8_rgb(chunk[row - start]), size)
+                        progress.update()
     except KeyError as exc:
         raise InputDataError(f"{what} lacks the array {key!r}", path=path, value=key,
                              expected=f"an array named {key!r}", hint="is this the right file?") from exc
