@@ -11,7 +11,7 @@ non-overlapping windows of `window_frames` frames (the incomplete tail window is
 runs), z-score the subject's whole window matrix (one scalar mean/std as MinD-Vis, or per grayordinate over time),
 and write samples (split `pretrain`, no stimulus) with the contract.
 
-Only the V1-V4 columns of a run are read (a few runs of neighbouring grayordinates at a time through nibabel's array
+Only the header and the V1-V4 columns of a run are read (neighbouring grayordinates at a time through a nibabel array
 proxy), never the whole 438 MB matrix, and never as float64.
 """
 
@@ -23,10 +23,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-import nibabel as nib
 import numpy as np
 import pandas as pd
-from nibabel import cifti2
+from nibabel.arrayproxy import ArrayProxy
 
 from mindvis.config.data import HcpPreprocessConfig
 from mindvis.data.contract import PreprocessedSubject, write_subject
@@ -36,10 +35,11 @@ from mindvis.data.grayordinates import (
     VisualGrayordinates,
     check_standard_layout,
     load_atlas,
+    read_dense_series_header,
     visual_grayordinates,
 )
 from mindvis.errors import InputDataError
-from mindvis.io import load_npz, require_file
+from mindvis.io import load_npz
 from mindvis.preprocess.normalize import zscore
 from mindvis.preprocess.windows import n_windows, window_means, window_starts
 
@@ -51,7 +51,7 @@ NPZ_FILE = "HCP_visual_voxel.npz"
 SOURCES: tuple[str, ...] = ("auto", "cifti", "npz")
 # Grayordinate columns read per proxy slice may include up to this many unwanted neighbours between two wanted
 # ones: one slice over a small gap is cheaper than two file reads (a column is 4.8 kB at 1200 frames).
-_MAX_GAP_COLUMNS = 64
+_MAX_GAP_COLUMNS = 16
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -151,7 +151,7 @@ def _column_groups(sorted_columns: np.ndarray, max_gap: int) -> list[tuple[int, 
     return [(int(sorted_columns[a]), int(sorted_columns[b - 1]) + 1) for a, b in zip(starts, stops)]
 
 
-def read_columns(dataobj: object, columns: np.ndarray, path: Path) -> np.ndarray:
+def read_columns(dataobj: ArrayProxy, columns: np.ndarray, path: Path) -> np.ndarray:
     """float32 (frames, len(columns)): the given grayordinate columns of a CIFTI array proxy, in `columns` order.
 
     CIFTI stores each grayordinate's time series contiguously, so a slice over neighbouring columns is one
@@ -159,13 +159,13 @@ def read_columns(dataobj: object, columns: np.ndarray, path: Path) -> np.ndarray
     """
     order = np.argsort(columns, kind="stable")
     sorted_columns = columns[order]
-    n_frames = dataobj.shape[0]  # type: ignore[attr-defined]
+    n_frames = dataobj.shape[0]
     out = np.empty((n_frames, columns.size), dtype=np.float32)
     filled = 0
     try:
         for start, stop in _column_groups(sorted_columns, _MAX_GAP_COLUMNS):
             wanted = sorted_columns[filled:np.searchsorted(sorted_columns, stop)]
-            block = np.asarray(dataobj[:, start:stop])  # type: ignore[index]
+            block = np.asarray(dataobj[:, start:stop])
             out[:, filled:filled + wanted.size] = block[:, wanted - start]
             filled += wanted.size
     except (OSError, ValueError, EOFError) as exc:
@@ -202,55 +202,15 @@ def _check_frames(n_frames: int, window_frames: int, path: Path) -> None:
                              hint="lower preprocess.hcp.window_frames or exclude this run/subject")
 
 
-def _load_dense_series(path: Path) -> cifti2.Cifti2Image:
-    """Open `path` (header only) and check it is a CIFTI-2 dense series (SeriesAxis x BrainModelAxis)."""
-    require_file(path, "HCP resting-state CIFTI file",
-                 hint="check data_root and preprocess.hcp.runs (files: HCP/<subject>/MNINonLinear/Results/"
-                      "rfMRI_<RUN>/rfMRI_<RUN>_Atlas_MSMAll_hp2000_clean.dtseries.nii)")
-    expected = "a CIFTI-2 dense series (.dtseries.nii: SeriesAxis x BrainModelAxis)"
-    try:
-        image = nib.load(path)
-    except Exception as exc:  # nibabel raises many exception types on foreign or damaged files
-        raise InputDataError(f"cannot read the file as an image ({type(exc).__name__}: {exc})", path=path,
-                             expected=expected, hint="the file is probably truncated or not a CIFTI file") from exc
-    if not isinstance(image, cifti2.Cifti2Image):
-        raise InputDataError("not a CIFTI-2 file", path=path, value=type(image).__name__, expected=expected,
-                             hint="use the *_Atlas_MSMAll_hp2000_clean.dtseries.nii grayordinate files, "
-                                  "not volume NIfTI files")
-    try:
-        axes = (image.header.get_axis(0), image.header.get_axis(1))
-    except Exception as exc:
-        raise InputDataError(f"unreadable CIFTI-2 header ({type(exc).__name__}: {exc})", path=path,
-                             expected=expected, hint="the file's CIFTI XML is damaged: download it again") from exc
-    if not (isinstance(axes[0], cifti2.SeriesAxis) and isinstance(axes[1], cifti2.BrainModelAxis)):
-        raise InputDataError("the CIFTI-2 file is not a dense time series", path=path,
-                             value=f"axes {type(axes[0]).__name__} x {type(axes[1]).__name__}", expected=expected,
-                             hint="dscalar/dlabel/pconn files hold no time series; use the rfMRI dtseries files")
-    return image
-
-
-def _check_complete(image: cifti2.Cifti2Image, path: Path) -> None:
-    """Raise InputDataError if the file is shorter than its header says (a truncated download)."""
-    proxy = image.dataobj
-    needed = proxy.offset + int(np.prod(proxy.shape)) * np.dtype(proxy.dtype).itemsize
-    size = path.stat().st_size
-    if size < needed:
-        raise InputDataError("the CIFTI file is truncated", path=path, value=f"{size} bytes",
-                             expected=f"{needed} bytes for {proxy.shape[0]} frames x {proxy.shape[1]} grayordinates",
-                             hint="download the file again")
-
-
 def read_cifti_run(path: str | os.PathLike[str], run: str | None, atlas: AtlasLabels,
                    window_frames: int) -> VisualSeries:
     """The V1-V4 time series of one HCP dense-series file, checked (layout, length, completeness, finiteness)."""
     path = Path(path)
-    image = _load_dense_series(path)
-    models = image.header.get_axis(1)
-    check_standard_layout(models, path)
-    _check_frames(image.shape[0], window_frames, path)
-    _check_complete(image, path)
-    visual = visual_grayordinates(models, atlas, path)
-    series = read_columns(image.dataobj, visual.index, path)
+    header = read_dense_series_header(path)
+    check_standard_layout(header.structures, path)
+    _check_frames(header.n_frames, window_frames, path)
+    visual = visual_grayordinates(header.structures, atlas, path)
+    series = read_columns(header.array_proxy(), visual.index, path)
     voxels = _voxel_table(visual)
     _check_finite(series, voxels, path)
     log.info("%s: %d frames, %d visual grayordinates", path, series.shape[0], series.shape[1])

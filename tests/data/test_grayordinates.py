@@ -12,13 +12,21 @@ from mindvis.errors import InputDataError
 def test_standard_layout_has_the_hcp_structures_sizes_and_meshes():
     models = g.standard_brain_models()
     assert len(models) == g.N_GRAYORDINATES == 91282
-    assert g.structure_layout(models) == list(g.STRUCTURES)
+    table = g.structures_of(models)
+    assert [(s.name, s.count) for s in table] == list(g.STRUCTURES)
     assert sum(count for _, count in g.STRUCTURES) == 91282
+    # the cached table used by readers says the same as nibabel's view of the axis
+    for built, fast in zip(table, g.standard_structures(), strict=True):
+        assert (built.name, built.offset, built.count, built.nvertices) == (fast.name, fast.offset, fast.count,
+                                                                              fast.nvertices)
+        assert (built.vertices is None) == (fast.vertices is None)
+        if built.vertices is not None:
+            np.testing.assert_array_equal(built.vertices, fast.vertices)
     assert models.nvertices == {name: 32492 for name in g.CORTEX_STRUCTURES}
     assert models.volume_shape == (91, 109, 91)
     np.testing.assert_array_equal(models.affine, np.diag([-2.0, 2.0, 2.0, 1.0]) + [[0, 0, 0, 90], [0, 0, 0, -126],
                                                                                     [0, 0, 0, -72], [0, 0, 0, 0]])
-    g.check_standard_layout(models, "<built>")
+    g.check_standard_layout(table, "<built>")
 
 
 def test_generated_subcortical_voxels_are_unique_inside_the_grid_and_in_their_hemisphere():
@@ -73,6 +81,22 @@ def test_written_dense_series_reads_back_exactly(tmp_path):
     assert image.dataobj.dtype == np.float32
     np.testing.assert_array_equal(np.asarray(image.dataobj), data)
     assert [p.name for p in path.parent.iterdir()] == ["run.dtseries.nii"]  # no temporary left behind
+
+
+def test_header_reader_agrees_with_nibabels_full_parse(tmp_path):
+    models = g.standard_brain_models()[:29696] + g.standard_brain_models()[59412:59412 + 135]
+    path = g.write_dense_series(tmp_path / "run.dtseries.nii", np.ones((4, len(models))), tr_s=2.0,
+                                brain_models=models)
+    header = g.read_dense_series_header(path)
+    assert (header.n_frames, header.tr_s, header.n_grayordinates) == (4, 2.0, 29696 + 135)
+    nibabel_view = g.structures_of(nib.load(path).header.get_axis(1))
+    assert [(s.name, s.offset, s.count, s.nvertices) for s in header.structures] == \
+        [(s.name, s.offset, s.count, s.nvertices) for s in nibabel_view]
+    np.testing.assert_array_equal(header.structures[0].vertices, nibabel_view[0].vertices)
+    assert header.structures[1].vertices is None
+    proxy = header.array_proxy()
+    assert proxy.shape == (4, 29696 + 135)
+    np.testing.assert_array_equal(np.asarray(proxy[:, 5:9]), np.ones((4, 4), dtype=np.float32))
 
 
 def test_writer_accepts_fortran_ordered_float64_and_custom_layouts(tmp_path):
@@ -143,5 +167,5 @@ def test_atlas_that_is_not_a_label_file_is_refused(tmp_path):
 def test_data_on_another_mesh_than_the_atlas_is_refused():
     models = cifti2.BrainModelAxis.from_surface(np.arange(100), 163842, "CORTEX_LEFT")
     with pytest.raises(InputDataError, match="cortical mesh does not match the atlas") as info:
-        g.labels_on(models, g.load_atlas(None), "data.dtseries.nii")
+        g.labels_on(g.structures_of(models), g.load_atlas(None), "data.dtseries.nii")
     assert "163842" in str(info.value) and "data.dtseries.nii" in str(info.value)
