@@ -272,6 +272,21 @@ def _source_name(path: Path, raw_root: Path) -> str:
         return str(path)
 
 
+def _windows(inputs: list[VisualSeries], window_frames: int, raw_root: Path) -> tuple[np.ndarray, pd.DataFrame]:
+    """Window means of every input, stacked: float32 (n_windows_total, voxels) and per window source, run,
+    frame_start (windows never span two runs)."""
+    means, rows = [], []
+    for item in inputs:
+        run_means = window_means(item.series, window_frames)  # (n_windows, voxels)
+        means.append(run_means)
+        rows.append(pd.DataFrame({
+            "source": [_source_name(item.path, raw_root)] * len(run_means),
+            "run": pd.array([item.run] * len(run_means), dtype="string"),
+            "frame_start": window_starts(item.series.shape[0], window_frames),
+        }))
+    return np.concatenate(means, axis=0), pd.concat(rows, ignore_index=True)
+
+
 def preprocess_subject(raw_root: str | os.PathLike[str], subject: str, cfg: HcpPreprocessConfig,
                        out_dir: str | os.PathLike[str]) -> PreprocessedSubject:
     """One HCP subject's raw files -> `out_dir` in the preprocessed-data contract (written atomically).
@@ -290,36 +305,18 @@ def preprocess_subject(raw_root: str | os.PathLike[str], subject: str, cfg: HcpP
     """
     raw_root = Path(raw_root)
     inputs = _subject_series(raw_root, subject, cfg)
-    voxels = inputs[0].voxels
-    for item in inputs[1:]:
-        if not item.voxels.equals(voxels):
-            raise InputDataError("runs of one subject select different grayordinates", path=item.path,
-                                 value=len(item.voxels), expected=f"the same {len(voxels)} V1-V4 columns as "
-                                 f"{inputs[0].path}", hint="all runs must share the HCP grayordinate layout")
-    windows: list[np.ndarray] = []
-    rows: list[pd.DataFrame] = []
-    for item in inputs:
-        means = window_means(item.series, cfg.window_frames)  # (n_windows, voxels)
-        windows.append(means)
-        rows.append(pd.DataFrame({
-            "run": pd.array([item.run] * len(means), dtype="string"),
-            "frame_start": window_starts(item.series.shape[0], cfg.window_frames),
-        }))
+    windows, per_window = _windows(inputs, cfg.window_frames, raw_root)
     # One z-score over the subject's whole window matrix (all runs together), as MinD-Vis does per subject.
-    fmri, stats = zscore(np.concatenate(windows, axis=0), cfg.normalization)
+    fmri, stats = zscore(windows, cfg.normalization)
     mean, std = stats.per_voxel(fmri.shape[1])
-    per_window = pd.concat(rows, ignore_index=True)
-    sources = np.concatenate([[_source_name(item.path, raw_root)] * len(w) for item, w in zip(inputs, windows)])
-    samples = pd.DataFrame({
+    samples = pd.concat([pd.DataFrame({
         "sample_id": np.arange(len(fmri), dtype=np.int64),
         "split": "pretrain",
         "stimulus_id": pd.array([None] * len(fmri), dtype="string"),
         "category": pd.array([None] * len(fmri), dtype="string"),
         "n_averaged": np.full(len(fmri), cfg.window_frames, dtype=np.int32),
-        "source": sources,
-        "run": per_window["run"],
-        "frame_start": per_window["frame_start"].astype(np.int64),
-    })
+    }), per_window], axis=1)
+    voxels = inputs[0].voxels  # every run of a subject has the same (checked) layout, hence the same columns
     voxel_table = pd.concat([voxels[["roi"]], pd.DataFrame({"mean": mean, "std": std}),
                              voxels.drop(columns="roi")], axis=1)
     subject_data = PreprocessedSubject(samples=samples, fmri=fmri, voxels=voxel_table)
