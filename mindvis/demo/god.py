@@ -2,7 +2,7 @@
 
 `Kamitani/npz/` holds, as the real release (whose npz files come from SelfSuperReconst):
 - `images_256.npz`: `train_images` uint8 (n_train, S, S, 3) and `test_images` uint8 (n_test, S, S, 3), each sorted by
-  stimulus id (S = demo_data.god.image_size_px; 256 in the real file, whose name the demo keeps).
+  stimulus id (S = demo_data.god.image_size_px; 256 in the real file, whose name the demo keeps); zip-deflated.
 - `imagenet_training_label.csv` / `imagenet_testing_label.csv`: no header, one row per image of train_images /
   test_images in the same order: `<synset number>.<image number, 6 digits>,<wnid>_<image number>.JPEG`,
   e.g. `1518878.014910,n01518878_14910.JPEG`.
@@ -178,7 +178,8 @@ def write(cfg: DemoDataConfig) -> list[Path]:
     images, instances = render_stimuli(cfg, "GOD", [(s.category.index, s.image_number) for s in train + test], size)
     if folder / IMAGES_FILE in todo:
         with atomic_path(folder / IMAGES_FILE) as tmp:
-            np.savez(tmp, train_images=images[: len(train)], test_images=images[len(train):])
+            # compressed: flat synthetic images shrink ~20x; readers stream members through zipfile either way
+            np.savez_compressed(tmp, train_images=images[: len(train)], test_images=images[len(train):])
         written.append(folder / IMAGES_FILE)
     if subjects:
         features_early = vc.image_features(images)
