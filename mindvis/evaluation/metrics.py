@@ -65,9 +65,13 @@ def as_uint8_images(images: np.ndarray, what: str = "images") -> np.ndarray:
     if not np.issubdtype(images.dtype, np.floating):
         raise InputDataError(f"{what} have an unsupported dtype", path=what, value=str(images.dtype),
                              expected="uint8 in [0, 255] or float in [0, 1]")
-    if not np.isfinite(images).all() or images.min() < 0.0 or images.max() > 1.0:
-        raise InputDataError(f"float {what} must be finite and within [0, 1]", path=what,
-                             value=(float(np.nanmin(images)), float(np.nanmax(images))),
+    finite = np.isfinite(images)
+    if not finite.all():
+        raise InputDataError(f"float {what} must be finite", path=what, value=f"{int((~finite).sum())} NaN/inf values",
+                             expected="float in [0, 1] (or uint8 in [0, 255])")
+    if images.min() < 0.0 or images.max() > 1.0:
+        raise InputDataError(f"float {what} must be within [0, 1]", path=what,
+                             value=(float(images.min()), float(images.max())),
                              expected="float in [0, 1] (or uint8 in [0, 255])", hint="rescale or clip them first")
     return np.round(images * 255.0).astype(np.uint8)
 
