@@ -45,7 +45,11 @@ def subjects(cfg: Config, dataset: str) -> list[str]:
         return list(chosen)
     if cfg.demo:
         return list(_demo_subjects(cfg, dataset))
-    found = _reader(dataset).find_subjects(cfg.raw_root)
+    reader = _reader(dataset)
+    if dataset == "HCP":
+        found = reader.find_subjects(cfg.raw_root, cfg.preprocess.hcp.runs, cfg.preprocess.hcp.source)
+    else:
+        found = reader.find_subjects(cfg.raw_root)
     if not found:
         raise ConfigError(f"no {dataset} subjects found under data_root", path="data_root", value=str(cfg.raw_root),
                           expected=f"the {dataset} download layout below data_root (README, 'Raw inputs')",
@@ -68,6 +72,8 @@ def raw_inputs(cfg: Config, dataset: str, subject: str) -> list[Path]:
     if dataset == "HCP":
         hcp = cfg.preprocess.hcp
         return reader.raw_files(cfg.raw_root, subject, hcp.runs, hcp.source)
+    if dataset == "BOLD5000":
+        return reader.raw_files(cfg.raw_root, subject, cfg.preprocess.bold5000.rois)
     return reader.raw_files(cfg.raw_root, subject)
 
 
