@@ -288,6 +288,7 @@ def _attach(networks: MetricNetworks, key: str, module: nn.Module, cfg: Evaluati
         networks.clip = FeatureNetwork("clip", NamedOutput(module.visual, "embedding"), _clip_preprocess(module),
                                        device, batch)
     elif key == "effnet":
+        module.classifier = nn.Identity()  # keep the 1280-d average-pooled features, drop the ImageNet head
         networks.effnet = FeatureNetwork("effnet", NamedOutput(module, "avgpool"), make_preprocess(
             255, IMAGENET_MEAN, IMAGENET_STD), device, batch)
     elif key == "swav":
@@ -336,9 +337,7 @@ def _build(key: str, cfg: EvaluationConfig, state_dict: Mapping[str, Tensor], pa
     if key == "clip":
         return _build_clip(cfg.clip_arch)
     if key == "effnet":
-        model = models.efficientnet_b1(weights=None)
-        model.classifier = nn.Identity()  # keep the 1280-d average-pooled features
-        return model
+        return models.efficientnet_b1(weights=None)
     if key == "swav":
         model = models.resnet50(weights=None)
         model.fc = nn.Identity()  # SwAV has no classifier: the 2048-d average-pooled trunk features
