@@ -6,6 +6,7 @@ tested without Snakemake. Reader modules are imported lazily: a dry run should n
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +16,12 @@ from mindvis.errors import ConfigError
 
 SNAKEMAKE_RESOURCE_KEYS = ("gpu", "gpu_model", "mem_mb", "runtime", "cpus_per_task", "slurm_partition",
                            "slurm_account")
+
+
+def share_checkout_with_jobs(checkout: str | os.PathLike[str]) -> None:
+    """Put the workflow's checkout on PYTHONPATH of every job, so scripts import this mindvis in any environment."""
+    current = os.environ.get("PYTHONPATH")
+    os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(checkout), current]))
 
 
 def _reader(dataset: str) -> Any:

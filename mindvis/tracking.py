@@ -183,9 +183,9 @@ class JobRun:
         """Record a dataset the job read (a pandas table describing it, e.g. samples.parquet) with its source path."""
         with warnings.catch_warnings():  # schema-inference chatter about int columns and ambiguous local sources
             warnings.simplefilter("ignore", UserWarning)
-            dataset = mlflow.data.from_pandas(samples, source=str(source), name=name)
+            dataset = mlflow.data.from_pandas(samples, source=str(source), name=name)._to_mlflow_entity()
         tag = mlflow.entities.InputTag(key="mlflow.data.context", value=context)
-        entity = mlflow.entities.DatasetInput(dataset=dataset._to_mlflow_entity(), tags=[tag])
+        entity = mlflow.entities.DatasetInput(dataset=dataset, tags=[tag])
         self.client.log_inputs(self.run_id, datasets=[entity])
 
     def lightning_logger(self) -> Any:
