@@ -214,8 +214,11 @@ def _background(instance: Instance, u: np.ndarray, v: np.ndarray) -> np.ndarray:
     elif instance.background == "gradient":
         mix = 0.5 + 0.5 * v
     else:
-        waves = instance.background_waves
-        mix = sum(np.sin(kx * u + ky * v + phase) for kx, ky, phase in waves.tolist())
+        # sin(kx*u + ky*v + p) = sin(kx*u) cos(ky*v + p) + cos(kx*u) sin(ky*v + p): outer products of 1-D waves
+        x, y = u[0], v[:, 0]
+        mix = np.zeros_like(u)
+        for kx, ky, phase in instance.background_waves.tolist():
+            mix += np.outer(np.cos(ky * y + phase), np.sin(kx * x)) + np.outer(np.sin(ky * y + phase), np.cos(kx * x))
         mix = 0.5 + mix / 6.0
     return first + mix[..., None] * (second - first)
 
