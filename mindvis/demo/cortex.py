@@ -253,13 +253,12 @@ def stimulus_drive(cortex: VirtualCortex, features_early: np.ndarray, features_h
 
 
 def trial_responses(rng: np.random.Generator, cortex: VirtualCortex, drive: np.ndarray,
-                    stimulus_of_trial: np.ndarray, amplitude: float = 1.0) -> np.ndarray:
-    """Single-trial responses.
+                    stimulus_of_trial: np.ndarray) -> np.ndarray:
+    """Single-trial responses (arbitrary units: the drive's s.d. is 1 before the gain).
 
     Args:
         drive: (n_stimuli, V) from stimulus_drive.
         stimulus_of_trial: int (n_trials,), row of `drive` shown on each trial.
-        amplitude: overall scale of the responses (units of the dataset's values).
     Returns:
         float32 (n_trials, V).
     """
@@ -267,4 +266,4 @@ def trial_responses(rng: np.random.Generator, cortex: VirtualCortex, drive: np.n
     shared = rng.normal(0, 1.0, (n_trials, cortex.noise_loadings.shape[0])) @ cortex.noise_loadings
     private = rng.normal(0, cortex.noise_private, (n_trials, cortex.n_voxels))
     responses = cortex.baseline + cortex.gain * drive[stimulus_of_trial] + shared + private
-    return (amplitude * responses).astype(np.float32)
+    return responses.astype(np.float32)

@@ -80,8 +80,12 @@ def stimuli(cfg: DemoDataConfig) -> tuple[list[Stimulus], list[Stimulus]]:
         count = cfg.god.images_per_train_category if category.split == "train" else 1
         numbers = stream(cfg.seed, "image-numbers", category.index).choice(np.arange(1, 20000), count, replace=False)
         (train if category.split == "train" else test).extend(Stimulus(category, int(n)) for n in numbers)
-    by_id = lambda s: (int(s.category.wnid[1:]), s.image_number)  # noqa: E731
-    return sorted(train, key=by_id), sorted(test, key=by_id)
+    return sorted(train, key=_id_order), sorted(test, key=_id_order)
+
+
+def _id_order(stimulus: Stimulus) -> tuple[int, int]:
+    """Sort key equal to the numeric order of GOD stimulus ids."""
+    return int(stimulus.category.wnid[1:]), stimulus.image_number
 
 
 def area_specs(cfg: DemoDataConfig) -> list[vc.AreaSpec]:

