@@ -47,7 +47,15 @@ def save_own_format(out_dir: str | os.PathLike[str], state: dict[str, torch.Tens
     with atomic_directory(out_dir) as tmp:
         save_file(tensors, str(tmp / WEIGHTS_FILE), metadata={"format": FORMAT_NAME, "kind": kind})
         (tmp / CONFIG_FILE).write_text(json.dumps(document, indent=2, sort_keys=True, default=str) + "\n")
+        _make_readable(tmp / WEIGHTS_FILE)
     return out_dir
+
+
+def _make_readable(path: Path) -> None:
+    """Give a file written through a private temporary the permissions a plain open() would (0666 - umask)."""
+    umask = os.umask(0)
+    os.umask(umask)
+    path.chmod(0o666 & ~umask)
 
 
 def read_own_format(path: str | os.PathLike[str], kind: str | None = None

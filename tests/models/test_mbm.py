@@ -20,6 +20,15 @@ from mindvis.models.mbm import (
 FIXTURES = Path(__file__).parents[1] / "fixtures" / "release" / "stage_a"
 
 
+@pytest.fixture(autouse=True)
+def single_thread():
+    """Tiny models run fastest single-threaded, especially on a busy shared CPU (thread hand-offs dominate)."""
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
+
+
 def tiny_model(num_voxels: int = 64, patch_size: int = 8, seed: int = 0) -> MaskedBrainModel:
     torch.manual_seed(seed)
     arch = MbmArchitecture(num_voxels=num_voxels, patch_size=patch_size, embed_dim=32, depth=2, num_heads=4,
@@ -92,7 +101,7 @@ def test_voxel_index_reproduces_the_reference_two_stage_wrap_padding():
     assert padded_voxel_count(4183, 16) == 4192 and padded_voxel_count(4643, 16) == 4656
     assert padded_voxel_count(32, 16) == 48  # the reference always appends: a whole patch when divisible
     fmri = torch.arange(20.0).reshape(1, 20)
-    assert torch.equal(pad_voxels(fmri, 48, 16)[0, 0], fmri[0, torch.from_numpy(index)])
+    assert torch.equal(pad_voxels(fmri, 48, 16)[0, 0], fmri[0, torch.tensor(index)])
 
 
 def test_sincos_positions_are_fixed_and_zero_for_cls():

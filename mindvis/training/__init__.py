@@ -1,0 +1,1 @@
+"""Lightning systems around the models and the training entry points the workflow calls."""

@@ -1,0 +1,165 @@
+"""Pieces every mindvis training shares: optimizer groups, the warm-up + cosine schedule, precision/placement of the
+Lightning Trainer, throughput logging and the resume state kept outside a job's declared outputs.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import math
+import os
+import shutil
+import time
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+import pytorch_lightning as pl
+import torch
+from torch import nn
+
+from mindvis.config.runtime import TrainerConfig
+
+log = logging.getLogger(__name__)
+
+LAST_CHECKPOINT = "last.ckpt"
+RESUME_FINGERPRINT = "resume.json"
+
+
+def weight_decay_groups(module: nn.Module, weight_decay: float) -> list[dict[str, Any]]:
+    """AdamW parameter groups: biases and 1-D parameters (norms) without weight decay, the rest with it.
+
+    Frozen parameters are left out. Same split as the reference (timm's add_weight_decay): the (1, 1, D)
+    cls/mask tokens are decayed.
+    """
+    decay, no_decay = [], []
+    for name, parameter in module.named_parameters():
+        if not parameter.requires_grad:
+            continue
+        (no_decay if parameter.ndim <= 1 or name.endswith(".bias") else decay).append(parameter)
+    return [{"params": no_decay, "weight_decay": 0.0}, {"params": decay, "weight_decay": weight_decay}]
+
+
+def make_adamw(groups: Iterable[dict[str, Any]], lr: float, betas: tuple[float, float] = (0.9, 0.95)
+               ) -> torch.optim.AdamW:
+    """AdamW with PyTorch's fused kernel (one pass over all parameters; CPU and CUDA), else the foreach one."""
+    groups = list(groups)
+    params = [p for group in groups for p in group["params"]]
+    fused = bool(params) and all(p.device.type in ("cpu", "cuda") and p.dtype.is_floating_point for p in params)
+    return torch.optim.AdamW(groups, lr=lr, betas=betas, fused=fused, foreach=None if fused else True)
+
+
+def warmup_cosine_factor(step: int, warmup_steps: int, total_steps: int, min_ratio: float = 0.0) -> float:
+    """Learning-rate multiplier at optimizer step `step` (0-based).
+
+    Linear warm-up from 0 over `warmup_steps`, then a half cosine from 1 down to `min_ratio` at `total_steps`
+    (per iteration, as the reference's epoch-fraction schedule).
+    """
+    if step < warmup_steps:
+        return step / warmup_steps
+    progress = min(1.0, (step - warmup_steps) / max(1, total_steps - warmup_steps))
+    return min_ratio + (1.0 - min_ratio) * 0.5 * (1.0 + math.cos(math.pi * progress))
+
+
+def use_gpu(trainer_cfg: TrainerConfig) -> bool:
+    """Whether the Trainer will run on GPUs (`auto` = when CUDA is available)."""
+    if trainer_cfg.accelerator == "gpu":
+        return True
+    return trainer_cfg.accelerator == "auto" and torch.cuda.is_available()
+
+
+def resolve_precision(trainer_cfg: TrainerConfig) -> str:
+    """Lightning precision string: `auto` = bf16-mixed on GPU (fp32 where the GPU lacks bf16), 32-true on CPU."""
+    if trainer_cfg.precision != "auto":
+        return "32-true" if trainer_cfg.precision == "32" else trainer_cfg.precision
+    if use_gpu(trainer_cfg):
+        return "bf16-mixed" if torch.cuda.is_available() and torch.cuda.is_bf16_supported() else "32-true"
+    return "32-true"
+
+
+class ThroughputMonitor(pl.Callback):
+    """Logs `train/samples_per_s` (all processes together) every `every_n_steps` optimizer steps."""
+
+    def __init__(self, every_n_steps: int) -> None:
+        self.every_n_steps = max(1, every_n_steps)
+        self._since: float | None = None
+        self._samples = 0
+
+    def on_train_batch_start(self, trainer: pl.Trainer, module: pl.LightningModule, batch: Any, batch_idx: int
+                             ) -> None:
+        if self._since is None:
+            self._since = time.perf_counter()
+
+    def on_train_batch_end(self, trainer: pl.Trainer, module: pl.LightningModule, outputs: Any, batch: Any,
+                           batch_idx: int) -> None:
+        self._samples += len(batch) * trainer.world_size
+        if trainer.global_step % self.every_n_steps == 0 and self._since is not None:
+            elapsed = time.perf_counter() - self._since
+            if elapsed > 0:
+                module.log("train/samples_per_s", self._samples / elapsed, rank_zero_only=True)
+            self._since, self._samples = time.perf_counter(), 0
+
+
+def build_trainer(trainer_cfg: TrainerConfig, *, max_epochs: int, callbacks: list[pl.Callback], logger: Any,
+                  log_every_n_steps: int, gradient_clip_val: float | None, default_root_dir: Path,
+                  has_validation: bool) -> pl.Trainer:
+    """A Lightning Trainer placed by `trainer_cfg` (accelerator, devices, num_nodes, strategy, precision)."""
+    return pl.Trainer(
+        accelerator=trainer_cfg.accelerator,
+        devices=trainer_cfg.devices,
+        num_nodes=trainer_cfg.num_nodes,
+        strategy=trainer_cfg.strategy,
+        precision=resolve_precision(trainer_cfg),
+        max_epochs=max_epochs,
+        callbacks=callbacks,
+        logger=logger,
+        log_every_n_steps=log_every_n_steps,
+        gradient_clip_val=gradient_clip_val,
+        gradient_clip_algorithm="norm",
+        default_root_dir=str(default_root_dir),
+        limit_val_batches=1.0 if has_validation else 0,
+        num_sanity_val_steps=0,
+        enable_model_summary=False,
+        benchmark=False,
+    )
+
+
+def fingerprint(settings: Mapping[str, Any]) -> str:
+    """Stable short hash of a JSON-able description of a training job (its inputs and config)."""
+    text = json.dumps(settings, sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def resume_checkpoint(resume_dir: str | os.PathLike[str], job_fingerprint: str) -> Path | None:
+    """The Lightning checkpoint to resume from, if `resume_dir` holds one written by the same job.
+
+    State written for other inputs or settings is discarded (with a warning), so a changed config starts afresh.
+    Records `job_fingerprint` for the next call.
+    """
+    resume_dir = Path(resume_dir)
+    record = resume_dir / RESUME_FINGERPRINT
+    last = resume_dir / LAST_CHECKPOINT
+    previous = None
+    if record.is_file():
+        try:
+            previous = json.loads(record.read_text()).get("fingerprint")
+        except (OSError, ValueError):
+            previous = None
+    if resume_dir.exists() and previous != job_fingerprint:
+        if any(resume_dir.iterdir()):
+            log.warning("%s: resume state of other settings or inputs found; starting afresh", resume_dir)
+        clear_resume_state(resume_dir)
+    resume_dir.mkdir(parents=True, exist_ok=True)
+    tmp = record.with_suffix(".tmp")
+    tmp.write_text(json.dumps({"fingerprint": job_fingerprint}))
+    os.replace(tmp, record)
+    if last.is_file():
+        log.info("resuming from %s", last)
+        return last
+    return None
+
+
+def clear_resume_state(resume_dir: str | os.PathLike[str]) -> None:
+    """Delete a job's resume state (after it finished, so that a forced rerun trains again from scratch)."""
+    shutil.rmtree(resume_dir, ignore_errors=True)
