@@ -27,7 +27,7 @@ from diffusers import UNet2DConditionModel, VQModel
 from diffusers.loaders.single_file_utils import convert_ldm_unet_checkpoint, convert_ldm_vae_checkpoint
 
 from mindvis.checkpoints.safe_pickle import load_release_checkpoint
-from mindvis.checkpoints.stage_a import load_fmri_encoder
+from mindvis.checkpoints.stage_a import load_fmri_encoder, load_weights_into
 from mindvis.config.stage_b import LdmArchitecture
 from mindvis.errors import CheckpointError
 from mindvis.models.conditioning import FmriConditioner, TimeConditioningHead, TokenMapper
@@ -189,27 +189,6 @@ def architecture_from_yaml(config_yaml: str | Path) -> LdmArchitecture:
     return arch
 
 
-def _load_strict(module: torch.nn.Module, state: dict[str, torch.Tensor], what: str, path: Path | str) -> None:
-    result = module.load_state_dict(state, strict=False)
-    if result.missing_keys or result.unexpected_keys:
-        raise CheckpointError(f"the {what} weights do not fit the architecture read from the checkpoint", path=path,
-                              value={"missing": result.missing_keys[:5], "unexpected": result.unexpected_keys[:5]},
-                              expected="every tensor matched one to one",
-                              hint="pass the LDM's config.yaml, or check that the file is not truncated")
-
-
-def _copy_shapes_checked(module: torch.nn.Module, state: dict[str, torch.Tensor], what: str,
-                         path: Path | str) -> None:
-    own = module.state_dict()
-    wrong = {k: (tuple(v.shape), tuple(own[k].shape)) for k, v in state.items()
-             if k in own and v.shape != own[k].shape}
-    if wrong:
-        raise CheckpointError(f"the {what} weights have other shapes than the configured architecture", path=path,
-                              value=dict(list(wrong.items())[:3]), expected="(checkpoint shape) == (model shape)",
-                              hint="the config.yaml does not belong to this checkpoint")
-    _load_strict(module, state, what, path)
-
-
 def unet_from_release(state: dict[str, torch.Tensor], arch: LdmArchitecture,
                       path: Path | str = "<state dict>") -> UNet2DConditionModel:
     """Build the diffusers UNet of `arch` and fill it from the CompVis keys `model.diffusion_model.*`.
@@ -224,7 +203,7 @@ def unet_from_release(state: dict[str, torch.Tensor], arch: LdmArchitecture,
                               value=f"{len(source)} CompVis tensors -> {len(converted)} converted",
                               expected="a CompVis openaimodel UNet with SpatialTransformers (label2img)")
     unet = build_unet(arch)
-    _copy_shapes_checked(unet, converted, "UNet", path)
+    load_weights_into(unet, converted, path)
     return unet
 
 
@@ -240,7 +219,7 @@ def vqvae_from_release(state: dict[str, torch.Tensor], arch: LdmArchitecture,
                               value=f"{len(source)} CompVis tensors -> {len(converted)} converted",
                               expected="a CompVis VQModel(Interface) first stage without down-level attention")
     vqvae = build_vqvae(arch)
-    _copy_shapes_checked(vqvae, converted, "VQ first stage", path)
+    load_weights_into(vqvae, converted, path)
     return vqvae
 
 
@@ -253,7 +232,7 @@ def time_head_from_release(state: dict[str, torch.Tensor], arch: LdmArchitecture
         if key.startswith(TIME_HEAD_PREFIX):
             index, _, leaf = key[len(TIME_HEAD_PREFIX):].partition(".")
             renamed[f"{_TIME_HEAD_KEYS.get(index, index)}.{leaf}"] = value
-    _copy_shapes_checked(head, renamed, "time-conditioning head", path)
+    load_weights_into(head, renamed, path)
     return head
 
 
@@ -267,7 +246,7 @@ def token_mapper_from_release(state: dict[str, torch.Tensor], path: Path | str =
         if key.startswith(COND_PREFIX) and not key.startswith(ENCODER_PREFIX):
             module, _, leaf = key[len(COND_PREFIX):].rpartition(".")
             renamed[f"{_TOKEN_MAPPER_KEYS.get(module, module)}.{leaf}"] = value
-    _copy_shapes_checked(mapper, renamed, "token mapper", path)
+    load_weights_into(mapper, renamed, path)
     return mapper
 
 

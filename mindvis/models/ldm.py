@@ -13,7 +13,7 @@ These choices reproduce the reference implementation's outputs to float32 precis
 from __future__ import annotations
 
 import re
-from typing import Literal
+from typing import get_args
 
 import numpy as np
 import torch
@@ -28,12 +28,12 @@ from diffusers import (
 from diffusers.schedulers.scheduling_utils import SchedulerMixin
 from torch import nn
 
-from mindvis.config.stage_b import LdmArchitecture
+from mindvis.config.stage_b import LdmArchitecture, SamplerName
 from mindvis.errors import ConfigError
 from mindvis.models.conditioning import FmriConditioner, TimeConditioningHead, TokenMapper
+from mindvis.models.mbm import FmriEncoder
 
-SamplerName = Literal["plms", "ddim", "dpmpp"]
-SAMPLERS: tuple[str, ...] = ("plms", "ddim", "dpmpp")
+SAMPLERS: tuple[str, ...] = get_args(SamplerName)
 NORM_GROUPS = 32  # CompVis normalizes with GroupNorm(32) in both the UNet and the VQ autoencoder
 
 # UNet parameters fine-tuned in Stage B besides the conditioning stage: each transformer block's cross-attention
@@ -219,13 +219,13 @@ class FmriLDM(nn.Module):
         """
         with torch.no_grad():
             latents = self.encode(images)
-        n = latents.shape[0]
+        draw_on = generator.device if generator is not None else latents.device
         if t is None:
-            t = torch.randint(0, self.architecture.num_train_timesteps, (n,), generator=generator,
-                              device=generator.device if generator is not None else "cpu").to(latents.device)
+            t = torch.randint(0, self.architecture.num_train_timesteps, (latents.shape[0],), generator=generator,
+                              device=draw_on).to(latents.device)
         if noise is None:
             noise = torch.randn(latents.shape, generator=generator, dtype=latents.dtype,
-                                device=generator.device if generator is not None else "cpu").to(latents.device)
+                                device=draw_on).to(latents.device)
         eps = self.predict_noise(self.add_noise(latents, noise, t), t, fmri)
         return F.mse_loss(eps, noise)
 
@@ -247,9 +247,10 @@ class FmriLDM(nn.Module):
 
 
 def assemble_fmri_ldm(architecture: LdmArchitecture, unet: UNet2DConditionModel, vqvae: VQModel,
-                      encoder: nn.Module, num_tokens: int, token_dim: int) -> FmriLDM:
-    """A DC-LDM for Stage-B training: a pretrained (or fresh) UNet + VQ, an fMRI encoder (N, V) -> (N, L, D), and
-    newly initialised token mapper and time-conditioning head (as the reference, default PyTorch init)."""
-    conditioner = FmriConditioner(encoder, TokenMapper(num_tokens, token_dim, architecture.context_dim))
+                      encoder: FmriEncoder) -> FmriLDM:
+    """A DC-LDM for Stage-B training: a pretrained (or fresh) UNet + VQ, the Stage-A fMRI encoder (N, V) -> (N, L, D),
+    and a newly initialised token mapper and time-conditioning head (as the reference, default PyTorch init)."""
+    mapper = TokenMapper(encoder.num_patches, encoder.embed_dim, architecture.context_dim)
+    conditioner = FmriConditioner(encoder, mapper)
     time_head = TimeConditioningHead(architecture.context_dim, architecture.time_embed_dim)
     return FmriLDM(architecture, unet, vqvae, conditioner, time_head)

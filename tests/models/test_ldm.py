@@ -29,8 +29,7 @@ def tiny_model(seed: int = 0) -> FmriLDM:
     torch.manual_seed(seed)
     encoder = FmriEncoder(MbmArchitecture(num_voxels=VOXELS, embed_dim=32, depth=1, num_heads=2,
                                           decoder_embed_dim=16, decoder_depth=1, decoder_num_heads=2))
-    return assemble_fmri_ldm(TINY, build_unet(TINY), build_vqvae(TINY), encoder, encoder.num_patches,
-                             encoder.embed_dim)
+    return assemble_fmri_ldm(TINY, build_unet(TINY), build_vqvae(TINY), encoder)
 
 
 def test_paper_unet_recipe_matches_label2img():
