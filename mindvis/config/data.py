@@ -79,7 +79,7 @@ class DemoCortexConfig:
         "minimum": 0, "description": "s.d. of the trial-to-trial noise shared across voxels (low-rank), in units "
                                      "of the voxels' stimulus-driven s.d."})
     noise_rank: int = field(default=8, metadata={"minimum": 1, "description": "rank of the shared noise"})
-    noise_private: float = field(default=2.0, metadata={
+    noise_private: float = field(default=4.0, metadata={
         "minimum": 0, "description": "s.d. of each voxel's own trial noise, in the same units"})
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from collections import Counter
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -76,9 +77,14 @@ def test_every_presented_image_exists_as_a_jpeg_named_like_its_source(bold_files
             assert image.size == (cfg.bold5000.image_size_px, cfg.bold5000.image_size_px)
 
 
-def test_repeated_presentations_share_a_response_pattern(bold_files):
-    """Repeats of one image correlate more with each other than with other images (the signal is decodable)."""
-    _, root = bold_files
+def test_repeated_presentations_share_a_response_pattern(small_cfg):
+    """Repeats of one image correlate more with each other than with other images (rows follow the lists).
+
+    The noise is lowered so that the few voxels and trials of the small config show it reliably.
+    """
+    cfg = replace(small_cfg, cortex=replace(small_cfg.cortex, noise_private=1.0, noise_shared=0.5))
+    synthesize(cfg, ["BOLD5000"])
+    root = cfg.root / "BOLD5000"
     folder = root / "BOLD5000_GLMsingle_ROI_betas" / "py"
     betas = np.hstack([np.load(p) for p in sorted(folder.glob("CSI1_*.npy"))]).astype(np.float64)
     betas = (betas - betas.mean(0)) / betas.std(0)
@@ -92,4 +98,4 @@ def test_repeated_presentations_share_a_response_pattern(bold_files):
         k = len(rows)
         same.append(corr[:k, :k][np.triu_indices(k, 1)].mean())
         different.append(corr[:k, k:].mean())
-    assert np.mean(same) > np.mean(different) + 0.02
+    assert np.mean(same) > np.mean(different) + 0.15
