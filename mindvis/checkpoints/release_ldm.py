@@ -41,10 +41,8 @@ TIME_HEAD_PREFIX = UNET_PREFIX + "time_embed_condtion."  # sic: the reference's 
 COND_PREFIX = "cond_stage_model."
 ENCODER_PREFIX = COND_PREFIX + "mae."
 
-# CompVis name -> our module name, for the two small conditioning modules.
+# CompVis layer index -> our module name in TimeConditioningHead (the token mapper keeps the reference's names).
 _TIME_HEAD_KEYS = {"0": "token_reducer.0", "1": "token_reducer.1", "2": "projection"}
-_TOKEN_MAPPER_KEYS = {"channel_mapper.0": "channel_mapper.0", "channel_mapper.1": "channel_mapper.1",
-                      "dim_mapper": "dim_mapper"}
 
 
 @dataclass
@@ -64,9 +62,67 @@ def _shape(state: dict[str, torch.Tensor], key: str, path: Path | str) -> tuple[
     return tuple(state[key].shape)
 
 
+def _unet_sizes(state: dict[str, torch.Tensor], path: Path | str) -> dict[str, Any]:
+    """UNet sizes from `model.diffusion_model.*` shapes: input_blocks.<i> are ResBlocks (+ attention) or a
+    downsample (`0.op`) that closes a level."""
+    model_channels, latent_channels, *_ = _shape(state, UNET_PREFIX + "input_blocks.0.0.weight", path)
+    levels: list[list[int]] = [[]]  # ResBlock output widths per level
+    attention_levels: set[int] = set()
+    block = 1
+    while any(k.startswith(f"{UNET_PREFIX}input_blocks.{block}.") for k in state):
+        prefix = f"{UNET_PREFIX}input_blocks.{block}."
+        if prefix + "0.op.weight" in state:
+            levels.append([])
+        else:
+            levels[-1].append(_shape(state, prefix + "0.in_layers.2.weight", path)[0])
+            if prefix + "1.proj_in.weight" in state:
+                attention_levels.add(len(levels) - 1)
+            elif any(k.startswith(prefix + "1.") for k in state):
+                raise CheckpointError("unsupported UNet attention block (not a SpatialTransformer)", path=path,
+                                      value=prefix + "1", expected="use_spatial_transformer: true (label2img)")
+        block += 1
+    blocks_per_level = {len(widths) for widths in levels}
+    if len(blocks_per_level) != 1 or 0 in blocks_per_level:
+        raise CheckpointError("UNet levels have different numbers of ResBlocks", path=path,
+                              value=[len(widths) for widths in levels], expected="the same num_res_blocks per level")
+    depth = len({m.group(1) for k in state
+                 if (m := re.match(re.escape(UNET_PREFIX) + r"middle_block\.1\.transformer_blocks\.(\d+)\.", k))})
+    return {
+        "latent_channels": latent_channels,
+        "model_channels": model_channels,
+        "channel_mult": tuple(widths[-1] // model_channels for widths in levels),
+        "num_res_blocks": blocks_per_level.pop(),
+        "attention_resolutions": tuple(2**level for level in sorted(attention_levels)),
+        "transformer_depth": depth,
+        "context_dim": _shape(state, UNET_PREFIX + "middle_block.1.transformer_blocks.0.attn2.to_k.weight", path)[1],
+    }
+
+
+def _vq_sizes(state: dict[str, torch.Tensor], path: Path | str) -> dict[str, Any]:
+    """VQ first-stage sizes from `first_stage_model.*` shapes (encoder.down.<level>.block.<i>, the codebook)."""
+    vq_channels, image_channels, *_ = _shape(state, VQ_PREFIX + "encoder.conv_in.weight", path)
+    widths = []
+    while VQ_PREFIX + f"encoder.down.{len(widths)}.block.0.conv1.weight" in state:
+        level = len(widths)
+        if any(k.startswith(f"{VQ_PREFIX}encoder.down.{level}.attn.") for k in state):
+            raise CheckpointError("VQ first stages with attention inside the down levels are not supported",
+                                  path=path, value=f"encoder.down.{level}.attn", expected="attn_resolutions: []")
+        widths.append(_shape(state, VQ_PREFIX + f"encoder.down.{level}.block.0.conv1.weight", path)[0])
+    n_embed, embed_dim = _shape(state, VQ_PREFIX + "quantize.embedding.weight", path)
+    return {
+        "image_channels": image_channels,
+        "vq_channels": vq_channels,
+        "vq_channel_mult": tuple(w // vq_channels for w in widths),
+        "vq_num_res_blocks": len({k.split(".")[5] for k in state if k.startswith(VQ_PREFIX + "encoder.down.0.block.")}),
+        "vq_num_embeddings": n_embed,
+        "vq_z_channels": _shape(state, VQ_PREFIX + "encoder.conv_out.weight", path)[0],
+        "codebook_dim": embed_dim,
+    }
+
+
 def infer_architecture(state: dict[str, torch.Tensor], image_size: int, num_heads: int = 1,
                        path: Path | str = "<state dict>") -> LdmArchitecture:
-    """Read the LDM sizes off the CompVis weight shapes.
+    """Read the LDM sizes off the CompVis weight shapes (the noise schedule: see schedule_from_betas).
 
     Args:
         state: a CompVis LatentDiffusion state dict (UNet + first stage keys).
@@ -75,66 +131,13 @@ def infer_architecture(state: dict[str, torch.Tensor], image_size: int, num_head
     Raises:
         CheckpointError: keys missing, or a structure the diffusers recipe does not cover.
     """
-    model_channels, latent_channels, *_ = _shape(state, UNET_PREFIX + "input_blocks.0.0.weight", path)
-    level_widths: list[int] = []
-    level_blocks: list[int] = []
-    attention_levels: set[int] = set()
-    block = 1
-    width_in_level: list[int] = []
-    while any(k.startswith(f"{UNET_PREFIX}input_blocks.{block}.") for k in state):
-        prefix = f"{UNET_PREFIX}input_blocks.{block}."
-        if prefix + "0.op.weight" in state:  # downsample: closes a level
-            level_widths.append(width_in_level[-1])
-            level_blocks.append(len(width_in_level))
-            width_in_level = []
-        else:
-            width_in_level.append(_shape(state, prefix + "0.in_layers.2.weight", path)[0])
-            if prefix + "1.proj_in.weight" in state:
-                attention_levels.add(len(level_widths))
-            elif any(k.startswith(prefix + "1.") for k in state):
-                raise CheckpointError("unsupported UNet attention block (not a SpatialTransformer)", path=path,
-                                      value=prefix + "1", expected="use_spatial_transformer: true (label2img)")
-        block += 1
-    level_widths.append(width_in_level[-1])
-    level_blocks.append(len(width_in_level))
-    if len(set(level_blocks)) != 1:
-        raise CheckpointError("UNet levels have different numbers of ResBlocks", path=path, value=level_blocks,
-                              expected="the same num_res_blocks at every level")
-    depth = len({m.group(1) for k in state
-                 if (m := re.match(re.escape(UNET_PREFIX) + r"middle_block\.1\.transformer_blocks\.(\d+)\.", k))})
-    context_dim = _shape(state, UNET_PREFIX + "middle_block.1.transformer_blocks.0.attn2.to_k.weight", path)[1]
-
-    vq_channels, image_channels, *_ = _shape(state, VQ_PREFIX + "encoder.conv_in.weight", path)
-    vq_widths = []
-    while VQ_PREFIX + f"encoder.down.{len(vq_widths)}.block.0.conv1.weight" in state:
-        level = len(vq_widths)
-        if any(k.startswith(f"{VQ_PREFIX}encoder.down.{level}.attn.") for k in state):
-            raise CheckpointError("VQ first stages with attention inside the down levels are not supported",
-                                  path=path, value=f"encoder.down.{level}.attn", expected="attn_resolutions: []")
-        vq_widths.append(_shape(state, VQ_PREFIX + f"encoder.down.{level}.block.0.conv1.weight", path)[0])
-    vq_blocks = len({k.split(".")[5] for k in state if k.startswith(VQ_PREFIX + "encoder.down.0.block.")})
-    n_embed, embed_dim = _shape(state, VQ_PREFIX + "quantize.embedding.weight", path)
-    if embed_dim != latent_channels:
+    unet, vq = _unet_sizes(state, path), _vq_sizes(state, path)
+    codebook_dim = vq.pop("codebook_dim")
+    if codebook_dim != unet["latent_channels"]:
         raise CheckpointError("the UNet input channels differ from the VQ codebook dimension", path=path,
-                              value={"unet_in": latent_channels, "codebook_dim": embed_dim},
+                              value={"unet_in": unet["latent_channels"], "codebook_dim": codebook_dim},
                               expected="equal (the UNet denoises first-stage latents)")
-    return LdmArchitecture(
-        image_size=image_size,
-        image_channels=image_channels,
-        model_channels=model_channels,
-        channel_mult=tuple(w // model_channels for w in level_widths),
-        num_res_blocks=level_blocks[0],
-        attention_resolutions=tuple(2**level for level in sorted(attention_levels)),
-        num_heads=num_heads,
-        transformer_depth=depth,
-        context_dim=context_dim,
-        vq_channels=vq_channels,
-        vq_channel_mult=tuple(w // vq_channels for w in vq_widths),
-        vq_num_res_blocks=vq_blocks,
-        vq_num_embeddings=n_embed,
-        vq_z_channels=_shape(state, VQ_PREFIX + "encoder.conv_out.weight", path)[0],
-        latent_channels=embed_dim,
-    )
+    return LdmArchitecture(image_size=image_size, num_heads=num_heads, **unet, **vq)
 
 
 def architecture_from_yaml(config_yaml: str | Path) -> LdmArchitecture:
@@ -181,11 +184,13 @@ def architecture_from_yaml(config_yaml: str | Path) -> LdmArchitecture:
                               expected="a CompVis LatentDiffusion config.yaml (model.params.unet_config, "
                                        "first_stage_config)",
                               hint="use the config.yaml shipped beside the label2img model.ckpt") from exc
-    if params.get("scale_factor", 1.0) != 1.0 or params.get("parameterization", "eps") != "eps":
-        raise CheckpointError("only eps-prediction LDMs with scale_factor 1 are supported", path=config_yaml,
-                              value={"scale_factor": params.get("scale_factor"),
-                                     "parameterization": params.get("parameterization")},
-                              expected="scale_factor 1.0, parameterization eps (label2img)")
+    unsupported = {key: params[key] for key, default in (("scale_factor", 1.0), ("parameterization", "eps"),
+                                                         ("beta_schedule", "linear"))
+                   if key in params and params[key] != default}
+    if unsupported:
+        raise CheckpointError("only eps-prediction LDMs with the linear schedule and scale_factor 1 are supported",
+                              path=config_yaml, value=unsupported,
+                              expected="scale_factor 1.0, parameterization eps, beta_schedule linear (label2img)")
     return arch
 
 
@@ -241,12 +246,9 @@ def token_mapper_from_release(state: dict[str, torch.Tensor], path: Path | str =
     num_tokens = _shape(state, COND_PREFIX + "channel_mapper.0.weight", path)[1]
     context_dim, token_dim = _shape(state, COND_PREFIX + "dim_mapper.weight", path)
     mapper = TokenMapper(num_tokens, token_dim, context_dim)
-    renamed = {}
-    for key, value in state.items():
-        if key.startswith(COND_PREFIX) and not key.startswith(ENCODER_PREFIX):
-            module, _, leaf = key[len(COND_PREFIX):].rpartition(".")
-            renamed[f"{_TOKEN_MAPPER_KEYS.get(module, module)}.{leaf}"] = value
-    load_weights_into(mapper, renamed, path)
+    weights = {k[len(COND_PREFIX):]: v for k, v in state.items()
+               if k.startswith(COND_PREFIX) and not k.startswith(ENCODER_PREFIX)}
+    load_weights_into(mapper, weights, path)
     return mapper
 
 

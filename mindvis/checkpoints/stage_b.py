@@ -23,7 +23,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from mindvis.checkpoints.release_ldm import import_finetuned
-from mindvis.checkpoints.stage_a import load_fmri_encoder, save_fmri_encoder
+from mindvis.checkpoints.stage_a import load_fmri_encoder, load_weights_into, save_fmri_encoder
 from mindvis.config.stage_b import LdmArchitecture
 from mindvis.errors import CheckpointError
 from mindvis.io import atomic_directory
@@ -120,12 +120,7 @@ def _load_own(directory: Path) -> FmriLDM:
     time_head = TimeConditioningHead(arch.context_dim, arch.time_embed_dim)
     for prefix, module in (("mapper.", mapper), ("time_head.", time_head)):
         part = {k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)}
-        try:
-            module.load_state_dict(part, strict=True)
-        except RuntimeError as exc:
-            raise CheckpointError(f"{CONDITIONING_FILE} does not fit {MANIFEST}", path=directory / CONDITIONING_FILE,
-                                  value=str(exc).splitlines()[0], expected="tensors matching the manifest sizes"
-                                  ) from exc
+        load_weights_into(module, part, directory / CONDITIONING_FILE)
     return FmriLDM(arch, unet, vqvae, FmriConditioner(encoder, mapper), time_head).eval()
 
 
@@ -140,8 +135,9 @@ def load_stage_b(path: str | Path, config_yaml: str | Path | None = None, image_
 
     Args:
         path: an own-format directory (stage_b.json inside) or a release `finetuned.pth`.
-        config_yaml, image_size, encoder_num_heads: only for `finetuned.pth`, which lacks the LDM
-            config (see mindvis.checkpoints.release_ldm.import_finetuned); an own-format directory knows its sizes.
+        image_size: override the image side in px used for sampling (either format).
+        config_yaml, encoder_num_heads: only for `finetuned.pth`, which lacks the LDM config (see
+            mindvis.checkpoints.release_ldm.import_finetuned); an own-format directory knows its sizes.
     Raises:
         CheckpointError (UnsafePickleError for pickles naming code) with the file and what was expected.
     """
