@@ -19,6 +19,7 @@ import yaml
 
 from mindvis.config.build import build, to_dict
 from mindvis.config.data import PREPROCESS_PRESETS, DemoDataConfig, PreprocessConfig
+from mindvis.config.evaluation import EvaluationConfig
 from mindvis.config.runtime import JobResources, TrackingConfig, TrainerConfig
 from mindvis.config.stage_a import STAGE_A_PRESETS, StageAConfig
 from mindvis.config.stage_b import STAGE_B_PRESETS, StageBConfig
@@ -43,6 +44,7 @@ class Config:
     preprocess: PreprocessConfig = PreprocessConfig()
     stage_a: StageAConfig = StageAConfig()
     stage_b: StageBConfig = StageBConfig()
+    evaluation: EvaluationConfig = EvaluationConfig()
     trainer: TrainerConfig = TrainerConfig()
     tracking: TrackingConfig = TrackingConfig()
     resources: dict[str, JobResources] = field(default_factory=dict)
