@@ -28,6 +28,7 @@ wildcard_constraints:
 include: "rules/tracking.smk"
 include: "rules/demo.smk"
 include: "rules/preprocess.smk"
+include: "rules/stage_a.smk"
 
 
 rule all:

@@ -102,10 +102,56 @@ def resources(cfg: Config, rule: str) -> dict[str, Any]:
     return {key: value for key, value in values.items() if value is not None}
 
 
+def training_resources(cfg: Config, rule: str) -> dict[str, Any]:
+    """Resources of a Lightning training rule: GPU and node counts follow `trainer.devices` / `trainer.num_nodes`.
+
+    When the rule asks for GPUs at all, it asks for `devices` of them on each of `num_nodes` nodes (one task per
+    device, as Lightning's DDP on SLURM expects); CPU-only training keeps the configured values.
+    """
+    values = resources(cfg, rule)
+    trainer = cfg.trainer
+    if values.get("gpu", 0) > 0:
+        values["gpu"] = trainer.devices
+    if trainer.num_nodes > 1 or trainer.devices > 1:
+        values["nodes"] = trainer.num_nodes
+        values["tasks_per_node"] = trainer.devices
+    return values
+
+
+def resume_dir(cfg: Config, rule: str, *parts: str) -> str:
+    """Where a training rule keeps its resume state: outside the declared outputs, so a failed job's rerun resumes."""
+    return str(Path(cfg.results_root, ".resume", rule, *parts))
+
+
+def stage_a_pretrain_inputs(cfg: Config) -> list[str]:
+    """fmri.npy + samples.parquet of every subject Stage A1 learns from (HCP, plus GOD train fMRI when enabled)."""
+    datasets = ["HCP"] + (["GOD"] if cfg.stage_a.pretrain.include_god_train else [])
+    files = []
+    for dataset in datasets:
+        for subject in subjects(cfg, dataset):
+            outputs = preprocessed_outputs(cfg, dataset, subject)
+            files += [outputs["samples"], outputs["fmri"]]
+    if not files:
+        raise ConfigError("Stage A1 has no data: HCP is not among the datasets and GOD training fMRI is disabled",
+                          path="datasets", value=list(cfg.datasets),
+                          expected="HCP in datasets, or stage_a.pretrain.include_god_train: true with GOD",
+                          hint="or skip A1 with stage_a.pretrained: <released checkpoint>")
+    return files
+
+
+def stage_a_init(cfg: Config) -> str:
+    """The checkpoint A2 starts from: `stage_a.pretrained` when set, else the A1 result."""
+    if cfg.stage_a.pretrained is not None:
+        return str(cfg.stage_a.pretrained)
+    return str(Path(cfg.results_root, "stage_a", "pretrain", "model.safetensors"))
+
+
 def final_outputs(cfg: Config) -> list[str]:
     """What `snakemake` (rule all) builds: every stage's final files for the configured datasets and subjects."""
     outputs: list[str] = []
     for dataset in cfg.datasets:
         for subject in subjects(cfg, dataset):
             outputs += preprocessed_outputs(cfg, dataset, subject).values()
+    for dataset, subject in targets(cfg):
+        outputs.append(str(Path(cfg.results_root, "stage_a", "finetune", dataset, subject, "model.safetensors")))
     return outputs

@@ -1,0 +1,47 @@
+# Stage A: SC-MBM pretraining on HCP (+ GOD train fMRI) and tuning per target subject. Resume state lives in
+# <results_root>/.resume/<rule>/..., outside the outputs, so a killed job continues from its last checkpoint.
+
+if CFG.stage_a.pretrained is None:
+
+    rule stage_a_pretrain:
+        input:
+            plan.stage_a_pretrain_inputs(CFG),
+        output:
+            model=f"{RESULTS}/stage_a/pretrain/model.safetensors",
+            config=f"{RESULTS}/stage_a/pretrain/config.json",
+        params:
+            config_section="stage_a",
+            resume_dir=plan.resume_dir(CFG, "stage_a_pretrain"),
+        log:
+            f"{RESULTS}/logs/stage_a_pretrain.log",
+        threads: CFG.resources_for("stage_a_pretrain").cpus_per_task
+        resources:
+            **plan.training_resources(CFG, "stage_a_pretrain"),
+        conda:
+            "../envs/torch.yaml"
+        script:
+            "../workflow_scripts/stage_a_pretrain.py"
+
+
+rule stage_a_finetune:
+    input:
+        init=plan.stage_a_init(CFG),
+        samples=f"{RESULTS}/preprocessed/{{dataset}}/{{subject}}/samples.parquet",
+        fmri=f"{RESULTS}/preprocessed/{{dataset}}/{{subject}}/fmri.npy",
+    output:
+        model=f"{RESULTS}/stage_a/finetune/{{dataset}}/{{subject}}/model.safetensors",
+        config=f"{RESULTS}/stage_a/finetune/{{dataset}}/{{subject}}/config.json",
+    wildcard_constraints:
+        dataset="GOD|BOLD5000",
+    params:
+        config_section="stage_a",
+        resume_dir=lambda wc: plan.resume_dir(CFG, "stage_a_finetune", wc.dataset, wc.subject),
+    log:
+        f"{RESULTS}/logs/stage_a_finetune/{{dataset}}/{{subject}}.log",
+    threads: CFG.resources_for("stage_a_finetune").cpus_per_task
+    resources:
+        **plan.training_resources(CFG, "stage_a_finetune"),
+    conda:
+        "../envs/torch.yaml"
+    script:
+        "../workflow_scripts/stage_a_finetune.py"
