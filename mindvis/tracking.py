@@ -84,6 +84,7 @@ def start_pipeline_run(target: TrackingTarget, config: Mapping[str, Any], commit
     """Create the parent run of one workflow invocation, log the resolved config, remember its id; return it."""
     experiment_id = ensure_experiment(target)
     client = MlflowClient(tracking_uri=target.uri)
+    _close_abandoned_runs(client, experiment_id, parent_run_id(target))
     run = client.create_run(
         experiment_id,
         run_name=f"pipeline {time.strftime('%Y-%m-%d %H:%M:%S')}",
@@ -100,6 +101,26 @@ def start_pipeline_run(target: TrackingTarget, config: Mapping[str, Any], commit
     os.replace(tmp, path)
     log.info("MLflow pipeline run %s in %s", run_id, target.uri)
     return run_id
+
+
+def _close_abandoned_runs(client: MlflowClient, experiment_id: str, previous_parent: str | None) -> None:
+    """Mark the previous invocation's still-RUNNING runs KILLED: a killed workflow (or job) cannot close its own.
+
+    Snakemake locks the working directory, so when a new invocation starts on this results_root, no job of the
+    previous one is alive any more.
+    """
+    if previous_parent is None:
+        return
+    killed = RunStatus.to_string(RunStatus.KILLED)
+    stale = client.search_runs([experiment_id], f"tags.`mlflow.parentRunId` = '{previous_parent}' "
+                                                "and attributes.status = 'RUNNING'")
+    for run in stale:
+        client.set_terminated(run.info.run_id, killed)
+    try:
+        if client.get_run(previous_parent).info.status == "RUNNING":
+            client.set_terminated(previous_parent, killed)
+    except mlflow.exceptions.MlflowException:
+        pass  # the previous parent lives in another store or was deleted
 
 
 def end_pipeline_run(target: TrackingTarget, success: bool) -> None:

@@ -61,3 +61,14 @@ def test_flatten_params_dotted_and_truncated():
     flat = tracking.flatten_params({"a": {"b": 1, "c": [1, 2]}, "long": "x" * 10000})
     assert flat["a.b"] == "1" and flat["a.c"] == "[1, 2]"
     assert len(flat["long"]) == tracking.MAX_PARAM_CHARS
+
+
+def test_new_invocation_marks_the_killed_previous_runs(tmp_path):
+    target = tracking.target_for(tmp_path)
+    first = tracking.start_pipeline_run(target, {}, commit="x")
+    client = MlflowClient(tracking_uri=target.uri)
+    orphan = client.create_run(tracking.ensure_experiment(target), tags={"mlflow.parentRunId": first})
+    second = tracking.start_pipeline_run(target, {}, commit="x")  # the first invocation was SIGKILLed
+    assert client.get_run(orphan.info.run_id).info.status == "KILLED"
+    assert client.get_run(first).info.status == "KILLED"
+    assert client.get_run(second).info.status == "RUNNING"
