@@ -7,7 +7,8 @@
 
 Both return (N, 1, H, W, 3) uint8 arrays, like the model's samples, so `evaluate_all` applies unchanged. The ridge
 penalty is chosen by K-fold cross-validation on the training split (grouped by stimulus when groups are given, so
-repeats of one image never sit on both sides of a fold) and solved in closed form through one SVD per fold.
+repeats of one image never sit on both sides of a fold) and solved in closed form for every penalty at once from
+one eigendecomposition per fold.
 """
 
 from __future__ import annotations
@@ -53,18 +54,35 @@ def _standardise(x: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return (x - mean) / scale, mean, scale
 
 
-def _ridge_svd(x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """SVD pieces shared by every alpha: the ridge weights are vt.T @ (_shrink(s, alpha)[:, None] * uty).
+class _RidgeSolver:
+    """Exact ridge solutions W(alpha) = (X^T X + alpha I)^-1 X^T Y for many alphas from one eigendecomposition of
+    the smaller Gram matrix: X X^T (N x N) when there are fewer samples than voxels (the usual fMRI case), else
+    X^T X (V x V). Predictions factor as projection(x_new) @ coefficients(alpha).
 
-    x: (N, V) standardised, y: (N, D) centred. Returns (vt (r, V), s (r,), uty (r, D)), r = min(N, V).
+    x: (N, V) standardised voxels, y: (N, D) centred targets.
     """
-    u, s, vt = np.linalg.svd(x, full_matrices=False)
-    return vt, s, u.T @ y
 
+    def __init__(self, x: np.ndarray, y: np.ndarray) -> None:
+        self.x = x
+        self.dual = x.shape[0] <= x.shape[1]
+        gram = x @ x.T if self.dual else x.T @ x
+        eigenvalues, self.eigenvectors = np.linalg.eigh(gram)
+        self.eigenvalues = np.clip(eigenvalues, 0.0, None)  # PSD up to rounding
+        # dual: W = X^T U diag(1/(l + a)) U^T Y; primal: W = Q diag(1/(l + a)) Q^T X^T Y
+        self.rotated_targets = self.eigenvectors.T @ (y if self.dual else x.T @ y)
 
-def _shrink(s: np.ndarray, alpha: float) -> np.ndarray:
-    # (X^T X + alpha I)^-1 X^T = V diag(s / (s^2 + alpha)) U^T
-    return s / (s**2 + alpha)
+    def projection(self, x_new: np.ndarray) -> np.ndarray:
+        """(n, V) standardised voxels -> (n, r), the alpha-independent part of the prediction."""
+        return (x_new @ self.x.T) @ self.eigenvectors if self.dual else x_new @ self.eigenvectors
+
+    def coefficients(self, alpha: float) -> np.ndarray:
+        """(r, D): predictions are projection(x_new) @ coefficients(alpha)."""
+        return self.rotated_targets / (self.eigenvalues + alpha)[:, None]
+
+    def weights(self, alpha: float) -> np.ndarray:
+        """(V, D) ridge weights."""
+        mixed = self.eigenvectors @ self.coefficients(alpha)
+        return self.x.T @ mixed if self.dual else mixed
 
 
 def fit_ridge(x: np.ndarray, y: np.ndarray, alphas: tuple[float, ...], cv_folds: int, seed: int,
@@ -86,20 +104,26 @@ def fit_ridge(x: np.ndarray, y: np.ndarray, alphas: tuple[float, ...], cv_folds:
     for train_idx, val_idx in splitter.split(x, y, groups):
         x_train, x_mean, x_scale = _standardise(x[train_idx])
         y_mean = y[train_idx].mean(axis=0)
-        vt, s, uty = _ridge_svd(x_train, y[train_idx] - y_mean)
-        projected_val = ((x[val_idx] - x_mean) / x_scale) @ vt.T  # (n_val, r)
+        solver = _RidgeSolver(x_train, y[train_idx] - y_mean)
+        projected_val = solver.projection((x[val_idx] - x_mean) / x_scale)  # (n_val, r)
         for a, alpha in enumerate(alphas_arr):
-            prediction = projected_val @ (_shrink(s, alpha)[:, None] * uty) + y_mean
+            prediction = projected_val @ solver.coefficients(alpha) + y_mean
             squared_error[a] += ((prediction - y[val_idx]) ** 2).sum()
     cv_mse = squared_error / y.size
     best = int(np.argmin(cv_mse))
     x_std, x_mean, x_scale = _standardise(x)
     y_mean = y.mean(axis=0)
-    vt, s, uty = _ridge_svd(x_std, y - y_mean)
-    weights = vt.T @ (_shrink(s, alphas_arr[best])[:, None] * uty)
+    weights = _RidgeSolver(x_std, y - y_mean).weights(alphas_arr[best])
     log.info("ridge: alpha %.3g chosen by %d-fold CV (held-out MSE %.4g)", alphas_arr[best], folds, cv_mse[best])
     return RidgeFit(weights, x_mean, x_scale, y_mean, float(alphas_arr[best]),
                     {float(a): float(m) for a, m in zip(alphas_arr, cv_mse)})
+
+
+def _downsample(images: np.ndarray, size_px: int, chunk: int = 64) -> np.ndarray:
+    """uint8 (N, H, W, 3) -> float32 (N, size_px, size_px, 3) in [0, 1], antialiased, a chunk at a time (a
+    float copy of 1200 stimuli at 256 px would take ~1 GB)."""
+    return np.concatenate([_resize_float(images[i:i + chunk].astype(np.float32) / 255.0, size_px)
+                           for i in range(0, len(images), chunk)])
 
 
 def _resize_float(images: np.ndarray, size_px: int) -> np.ndarray:
@@ -148,7 +172,7 @@ def ridge_pixel_baseline(train_fmri: np.ndarray, train_images: np.ndarray, test_
     test_fmri = _check_fmri(test_fmri, "test fMRI", n_voxels=train_fmri.shape[1])
     px = cfg.baselines.pixels_px
     image_px = train_images.shape[1]
-    targets = _resize_float(train_images / 255.0, px).reshape(len(train_images), -1)
+    targets = _downsample(train_images, px).reshape(len(train_images), -1)
     fit = fit_ridge(train_fmri, targets, cfg.baselines.alphas, cfg.baselines.cv_folds, cfg.seed, groups)
     predicted = np.clip(fit.predict(test_fmri), 0.0, 1.0).reshape(len(test_fmri), px, px, 3)
     upsampled = np.clip(_resize_float(predicted, image_px), 0.0, 1.0)

@@ -170,7 +170,8 @@ class FeatureNetwork:
         if unloaded:
             raise RuntimeError(f"{name}: tensors {unloaded[:3]} were not loaded from the weight file")
         self.name = name
-        self.module = module.eval().requires_grad_(False).to(device)
+        # float32 whatever the file stored (some checkpoints are saved in half precision).
+        self.module = module.eval().requires_grad_(False).to(device=device, dtype=torch.float32)
         self.preprocess = preprocess
         self.device = device
         self.batch_size = batch_size
