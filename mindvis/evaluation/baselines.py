@@ -116,7 +116,7 @@ def fit_ridge(x: np.ndarray, y: np.ndarray, alphas: tuple[float, ...], cv_folds:
     weights = _RidgeSolver(x_std, y - y_mean).weights(alphas_arr[best])
     log.info("ridge: alpha %.3g chosen by %d-fold CV (held-out MSE %.4g)", alphas_arr[best], folds, cv_mse[best])
     return RidgeFit(weights, x_mean, x_scale, y_mean, float(alphas_arr[best]),
-                    {float(a): float(m) for a, m in zip(alphas_arr, cv_mse)})
+                    {float(a): float(m) for a, m in zip(alphas_arr, cv_mse, strict=True)})
 
 
 def _downsample(images: np.ndarray, size_px: int, chunk: int = 64) -> np.ndarray:

@@ -17,8 +17,8 @@ from typing import Literal
 
 import numpy as np
 import torch
-from skimage.color import rgb2gray
 from scipy.ndimage import uniform_filter1d
+from skimage.color import rgb2gray
 from skimage.metrics import structural_similarity
 from torchvision.transforms.v2 import functional as TF
 
@@ -358,45 +358,74 @@ def evaluate_all(recons: np.ndarray, gts: np.ndarray, cfg: EvaluationConfig,
     recons = as_uint8_samples(recons)
     gts = as_uint8_images(gts, "ground truths")
     _check_pairing(recons, gts)
-    n, k = recons.shape[:2]
     networks = networks if networks is not None else load_networks(cfg)
     skipped = dict(networks.skipped)
+    values: dict[str, float] = {}
     classifier = classifier or networks.classifier
     if classifier is not None:
         skipped.pop("top1_nway_mean", None)
         skipped.pop("top1_nway_max", None)
-    values: dict[str, float] = {}
-
-    if classifier is not None:
-        log.info("n-way top-1 (%d-way, %d trials)", cfg.n_way, cfg.n_trials)
-        gt_probs = classifier.probabilities(gts)
-        recon_probs = classifier.probabilities(recons.reshape(n * k, *recons.shape[2:])).reshape(n, k, -1)
-        values["top1_nway_mean"], values["top1_nway_max"] = nway_top1(gt_probs, recon_probs, cfg.n_way,
-                                                                      cfg.n_trials, cfg.seed)
-
-    if n >= 2:
-        log.info("pairwise identification (MSE, PCC, SSIM) over %d images x %d samples", n, k)
-        for name, matrix_fn, higher in (("pairwise_mse", mse_matrix, False), ("pairwise_pcc", pcc_matrix, True),
-                                        ("pairwise_ssim", ssim_matrix, True)):
-            values[name] = _mean_over_samples(
-                recons, lambda r: float(pairwise_identification(matrix_fn(r, gts), higher).mean()))
+        values.update(_nway_scores(recons, gts, classifier, cfg))
+    if len(gts) >= 2:
+        values.update(_pairwise_pixel_scores(recons, gts))
     else:
-        for name in ("pairwise_mse", "pairwise_pcc", "pairwise_ssim"):
-            skipped[name] = "identification needs at least 2 test images"
-
+        skipped.update({name: "identification needs at least 2 test images" for name in _PAIRWISE_PIXEL_METRICS})
     values["pixcorr"] = _mean_over_samples(recons, lambda r: pixcorr(r, gts, cfg.pixel_metric_px))
     values["ssim"] = _mean_over_samples(recons, lambda r: ssim_gray(r, gts, cfg.pixel_metric_px))
+    values.update(_network_scores(_FeatureCache(recons, gts), networks, skipped))
+    return values, skipped
 
-    feature_cache: dict[str, tuple[dict[str, np.ndarray], dict[str, np.ndarray]]] = {}
 
-    def features(network: FeatureNetwork) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
-        # (recon features (layer -> (N, K, D)), gt features (layer -> (N, D))), computed once per network.
-        if network.name not in feature_cache:
+_PAIRWISE_PIXEL_METRICS: dict[str, tuple[Callable[[np.ndarray, np.ndarray], np.ndarray], bool]] = {
+    "pairwise_mse": (mse_matrix, False),
+    "pairwise_pcc": (pcc_matrix, True),
+    "pairwise_ssim": (ssim_matrix, True),
+}
+
+
+def _nway_scores(recons: np.ndarray, gts: np.ndarray, classifier: ImageClassifier,
+                 cfg: EvaluationConfig) -> dict[str, float]:
+    n, k = recons.shape[:2]
+    log.info("n-way top-1 (%d-way, %d trials) over %d images x %d samples", cfg.n_way, cfg.n_trials, n, k)
+    gt_probs = classifier.probabilities(gts)
+    recon_probs = classifier.probabilities(recons.reshape(n * k, *recons.shape[2:])).reshape(n, k, -1)
+    mean, best = nway_top1(gt_probs, recon_probs, cfg.n_way, cfg.n_trials, cfg.seed)
+    return {"top1_nway_mean": mean, "top1_nway_max": best}
+
+
+def _pairwise_pixel_scores(recons: np.ndarray, gts: np.ndarray) -> dict[str, float]:
+    log.info("pairwise identification (MSE, PCC, SSIM) over %d images x %d samples", *recons.shape[:2])
+    scores = {}
+    for name, (matrix, higher) in _PAIRWISE_PIXEL_METRICS.items():
+        per_sample = [pairwise_identification(matrix(recons[:, s], gts), higher).mean() for s in range(recons.shape[1])]
+        scores[name] = float(np.mean(per_sample))
+    return scores
+
+
+class _FeatureCache:
+    """Features of the reconstructions ({layer: (N, K, D)}) and ground truths ({layer: (N, D)}) per network,
+    computed once (FID and the Inception metric share a network when no FID Inception is configured)."""
+
+    def __init__(self, recons: np.ndarray, gts: np.ndarray) -> None:
+        self.recons = recons
+        self.gts = gts
+        self._cache: dict[str, tuple[dict[str, np.ndarray], dict[str, np.ndarray]]] = {}
+
+    def __call__(self, network: FeatureNetwork) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+        if network.name not in self._cache:
+            n, k = self.recons.shape[:2]
             log.info("features: %s", network.name)
-            flat = network(recons.reshape(n * k, *recons.shape[2:]))
-            feature_cache[network.name] = ({layer: f.reshape(n, k, -1) for layer, f in flat.items()}, network(gts))
-        return feature_cache[network.name]
+            flat = network(self.recons.reshape(n * k, *self.recons.shape[2:]))
+            self._cache[network.name] = ({layer: f.reshape(n, k, -1) for layer, f in flat.items()},
+                                         network(self.gts))
+        return self._cache[network.name]
 
+
+def _network_scores(features: _FeatureCache, networks: MetricNetworks, skipped: dict[str, str]) -> dict[str, float]:
+    """Two-way identification, correlation distances and FID for the networks that are loaded; adds the reasons
+    for metrics that cannot run on this many images to `skipped`."""
+    n, k = features.recons.shape[:2]
+    values: dict[str, float] = {}
     for name, (attr, layer) in _IDENTIFICATION_FEATURES.items():
         network = getattr(networks, attr)
         if network is None:
@@ -406,26 +435,22 @@ def evaluate_all(recons: np.ndarray, gts: np.ndarray, cfg: EvaluationConfig,
             continue
         recon_f, gt_f = features(network)
         values[name] = float(np.mean([two_way_identification(recon_f[layer][:, s], gt_f[layer]) for s in range(k)]))
-
     for name, (attr, layer) in _DISTANCE_FEATURES.items():
         network = getattr(networks, attr)
-        if network is None:
-            continue
-        recon_f, gt_f = features(network)
-        values[name] = float(np.mean([mean_correlation_distance(recon_f[layer][:, s], gt_f[layer])
-                                      for s in range(k)]))
-
-    fid_network = networks.fid_network
+        if network is not None:
+            recon_f, gt_f = features(network)
+            values[name] = float(np.mean([mean_correlation_distance(recon_f[layer][:, s], gt_f[layer])
+                                          for s in range(k)]))
     for name, layer in _FID_FEATURES.items():
-        if fid_network is None:
+        if networks.fid_network is None:
             continue
         if n < 2:
             skipped[name] = "FID needs at least 2 images per set"
             continue
-        recon_f, gt_f = features(fid_network)
+        recon_f, gt_f = features(networks.fid_network)
         values[name] = frechet_distance(recon_f[layer].reshape(n * k, -1), gt_f[layer])
         values[f"{name}_n_images"] = n * k
-    return values, skipped
+    return values
 
 
 def _mean_over_samples(recons: np.ndarray, score: Callable[[np.ndarray], float]) -> float:

@@ -399,8 +399,9 @@ def _build_clip(arch: str) -> nn.Module:
     import open_clip  # heavy import, only when CLIP is configured
 
     if arch.startswith("hf-hub:"):
-        raise ConfigError("CLIP architectures from the Hugging Face hub would be downloaded", path="evaluation.clip_arch",
-                          value=arch, expected="a built-in open_clip name (ViT-L-14-quickgelu, ViT-L-14, ...)",
+        raise ConfigError("CLIP architectures from the Hugging Face hub would be downloaded",
+                          path="evaluation.clip_arch", value=arch,
+                          expected="a built-in open_clip name (ViT-L-14-quickgelu, ViT-L-14, ...)",
                           hint="put the checkpoint file under evaluation.weights.clip and name its architecture")
     if arch not in open_clip.list_models() and not arch.startswith("local-dir:"):
         raise ConfigError("unknown open_clip architecture", path="evaluation.clip_arch", value=arch,
