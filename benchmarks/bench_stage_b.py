@@ -35,7 +35,8 @@ def build_model(preset: str):
     from mindvis.models.ldm import assemble_fmri_ldm, build_unet, build_vqvae
     from mindvis.models.mbm import FmriEncoder, MbmArchitecture
 
-    arch = resolve({"preset": preset}).stage_b.architecture
+    cfg = resolve({"preset": preset})
+    arch = cfg.stage_b.architecture.build(cfg.preprocess.image_size)
     torch.manual_seed(0)
     encoder = FmriEncoder(MbmArchitecture.from_preset(preset, VOXELS[preset]))
     return assemble_fmri_ldm(arch, build_unet(arch), build_vqvae(arch), encoder)

@@ -1,16 +1,21 @@
-"""Config section for Stage B (DC-LDM): the latent-diffusion architecture, fine-tuning and sampling.
+"""Config section `stage_b` (DC-LDM): the latent-diffusion architecture, the demo LDM pretraining, fine-tuning and
+sampling.
 
-The architecture defaults are the CompVis cin256-v2 "label2img" LDM that MinD-Vis fine-tunes (paper preset); the
-demo preset shrinks it to a CPU-sized model with the same structure (64 px images, 3x16x16 latents). When a
-pretrained LDM is imported (label2img `model.ckpt` + `config.yaml`, or a MinD-Vis `finetuned.pth`), the sizes come
-from that file and these architecture keys are not used.
+Keys left null take the value of the preset in force (`STAGE_B_PRESETS`; paper = the MinD-Vis reference values).
+The architecture describes the CompVis cin256-v2 "label2img" LDM that MinD-Vis fine-tunes (paper preset); the demo
+preset shrinks it to a CPU-sized model of the same structure. When a pretrained LDM is imported (label2img
+`model.ckpt` + `config.yaml`, or a MinD-Vis `finetuned.pth`) the sizes come from that file: the architecture keys
+then only matter to `ldm_pretrain`, which trains the demo's stand-in for label2img. `architecture.image_size` null
+means the stimuli's size (`preprocess.image_size`, what stimuli.npz holds).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Literal
+
+from mindvis.errors import ConfigError
 
 SamplerName = Literal["plms", "ddim", "dpmpp"]
 
@@ -21,14 +26,14 @@ DEFAULT_SAMPLER_STEPS: dict[str, int] = {"plms": 250, "ddim": 50, "dpmpp": 25}
 
 @dataclass(frozen=True)
 class LdmArchitecture:
-    """Sizes of the latent diffusion model, in the CompVis config's own terms.
+    """Sizes of the latent diffusion model, in the CompVis config's own terms (all set: what models are built from).
 
     UNet (openaimodel): `model_channels` x `channel_mult` channels per level, `num_res_blocks` ResBlocks per level,
     a cross-attention SpatialTransformer at every level whose downsample factor is in `attention_resolutions`
     (and always in the middle block), `num_heads` heads per attention layer, `context_dim` wide context tokens.
     VQ first stage (taming VQModel): `vq_channels` x `vq_channel_mult`, downsampling by 2**(len(vq_channel_mult)-1),
     a codebook of `vq_num_embeddings` vectors of `latent_channels` dims. GroupNorm uses 32 groups everywhere, so every
-    channel count must be a multiple of 32.
+    channel count must be a multiple of 32. The defaults are label2img's.
     """
 
     image_size: int = field(default=256, metadata={"minimum": 8, "description": "image side in px"})
@@ -68,39 +73,124 @@ class LdmArchitecture:
 
 
 @dataclass(frozen=True)
-class StageBTrainingConfig:
-    """Fine-tuning of the conditioning stage + UNet cross-attention (MinD-Vis defaults)."""
+class LdmArchitectureConfig:
+    """The `stage_b.architecture` section: LdmArchitecture with preset-dependent sizes nullable (see `build`)."""
 
-    learning_rate: float = field(default=5.3e-5, metadata={"exclusiveMinimum": 0})
-    epochs: int = field(default=500, metadata={"minimum": 1})
-    batch_size: dict[str, int] = field(default_factory=lambda: {"GOD": 5, "BOLD5000": 25}, metadata={
-        "description": "per dataset (the reference uses 5 for GOD, 25 for BOLD5000)"})
-    grad_clip: float = field(default=0.5, metadata={"minimum": 0})
+    image_size: int | None = field(default=None, metadata={
+        "minimum": 8, "description": "image side in px; null = the stimuli's size (preprocess.image_size)"})
+    image_channels: int = field(default=3, metadata={"minimum": 1})
+    model_channels: int | None = field(default=None, metadata={"minimum": 32})
+    channel_mult: tuple[int, ...] | None = field(default=None, metadata={"minItems": 1})
+    num_res_blocks: int = field(default=2, metadata={"minimum": 1})
+    attention_resolutions: tuple[int, ...] | None = field(default=None, metadata={
+        "description": "UNet downsample factors (1, 2, 4, ...) whose level has cross-attention"})
+    num_heads: int = field(default=1, metadata={"minimum": 1})
+    transformer_depth: int = field(default=1, metadata={"minimum": 1})
+    context_dim: int | None = field(default=None, metadata={"minimum": 1})
+    vq_channels: int | None = field(default=None, metadata={"minimum": 32})
+    vq_channel_mult: tuple[int, ...] | None = field(default=None, metadata={"minItems": 1})
+    vq_num_res_blocks: int | None = field(default=None, metadata={"minimum": 1})
+    vq_num_embeddings: int | None = field(default=None, metadata={"minimum": 2})
+    vq_z_channels: int = field(default=3, metadata={"minimum": 1})
+    latent_channels: int = field(default=3, metadata={"minimum": 1})
+    num_train_timesteps: int = field(default=1000, metadata={"minimum": 1})
+    beta_start: float = field(default=0.0015, metadata={"exclusiveMinimum": 0})
+    beta_end: float = field(default=0.0195, metadata={"exclusiveMinimum": 0})
+
+    def build(self, stimulus_size: int) -> LdmArchitecture:
+        """The concrete architecture; `image_size` null takes `stimulus_size` (px, the side of stimuli.npz images).
+
+        Raises:
+            ConfigError: a size is still null (the config was not resolved through mindvis.config).
+        """
+        values = asdict(self)
+        if values["image_size"] is None:
+            values["image_size"] = stimulus_size
+        unset = sorted(name for name, value in values.items() if value is None)
+        if unset:
+            raise ConfigError("LDM architecture sizes unset", path="stage_b.architecture", value=unset,
+                              expected="every size set (presets fill them: resolve the config through mindvis.config)")
+        return LdmArchitecture(**values)
+
+
+@dataclass(frozen=True)
+class LdmPretrainConfig:
+    """Demo only: the tiny label-conditioned LDM that stands in for the ImageNet label2img LDM (`ldm_pretrain`).
+
+    It trains on freshly generated images of every demo category (never the datasets' images): first the VQ
+    autoencoder, then the UNet conditioned on the category through a learned class embedding.
+    """
+
+    images_per_category: int = field(default=8, metadata={"minimum": 1})
+    vq_epochs: int = field(default=6, metadata={"minimum": 1})
+    unet_epochs: int = field(default=10, metadata={"minimum": 1})
+    batch_size: int = field(default=32, metadata={"minimum": 1})
+    vq_lr: float = field(default=2e-3, metadata={"exclusiveMinimum": 0})
+    unet_lr: float = field(default=2e-3, metadata={"exclusiveMinimum": 0})
+    vq_crop_px: int | None = field(default=32, metadata={
+        "minimum": 8, "description": "the VQ trains on random crops of this side (it is convolutional); null = whole"})
+    gradient_loss_weight: float = field(default=1.0, metadata={
+        "minimum": 0, "description": "weight of the L1 loss on image gradients (sharper edges) beside pixel L1"})
+    commitment_weight: float = field(default=0.25, metadata={"minimum": 0})
+    sample_classes: int = field(default=8, metadata={"minimum": 1, "description": "categories in the sample grid"})
+    checkpoint_every_n_steps: int = field(default=50, metadata={"minimum": 1})
+    seed: int = field(default=2022, metadata={"minimum": 0})
+
+
+@dataclass(frozen=True)
+class StageBTrainingConfig:
+    """Fine-tuning of the conditioning stage + UNet cross-attention (paper preset = MinD-Vis)."""
+
+    learning_rate: float | None = field(default=None, metadata={"exclusiveMinimum": 0})
+    weight_decay: float = field(default=0.01, metadata={
+        "minimum": 0, "description": "AdamW decay on every trainable tensor (the reference's AdamW default)"})
+    epochs: int | None = field(default=None, metadata={"minimum": 1})
+    batch_size: dict[str, int] | None = field(default=None, metadata={
+        "description": "per dataset and device (the reference uses 5 for GOD, 25 for BOLD5000)"})
+    grad_clip: float | None = field(default=0.5, metadata={"exclusiveMinimum": 0,
+                                                           "description": "max gradient norm; null = off"})
     crop_probability: float = field(default=0.5, metadata={"minimum": 0, "maximum": 1})
     crop_ratio: float = field(default=0.2, metadata={
-        "minimum": 0, "maximum": 1, "description": "random crop removes this fraction of the side (256 -> 205 px)"})
+        "minimum": 0, "maximum": 0.9, "description": "random crop removes this fraction of the side (256 -> 205 px)"})
+    val_items: int | None = field(default=None, metadata={
+        "minimum": 0, "description": "training pairs held out for validation sampling (never test data); 0 = none"})
+    val_every_n_epochs: int | None = field(default=None, metadata={"minimum": 1})
+    val_steps: int | None = field(default=None, metadata={
+        "minimum": 1, "description": "sampler steps of validation samples (sampling.scheduler)"})
+    checkpoint_every_n_steps: int | None = field(default=None, metadata={
+        "minimum": 1, "description": "how often the resume checkpoint is refreshed"})
+    seed: int = 2022
 
 
 @dataclass(frozen=True)
 class SamplingConfig:
     """Image generation from held-out fMRI (no guidance, eta 0, as the reference)."""
 
-    scheduler: SamplerName = "plms"
+    scheduler: SamplerName | None = field(default=None, metadata={
+        "description": "plms (reference) | ddim | dpmpp; null = preset"})
     steps: int | None = field(default=None, metadata={
-        "minimum": 1, "description": "null = 250 for plms, 50 for ddim, 25 for dpmpp"})
-    n_samples: int = field(default=5, metadata={"minimum": 1, "description": "images generated per fMRI sample"})
+        "minimum": 1, "description": "null = the preset's, else 250 for plms, 50 for ddim, 25 for dpmpp"})
+    n_samples: int | None = field(default=None, metadata={"minimum": 1,
+                                                          "description": "images generated per fMRI sample"})
     batch_size: int = field(default=5, metadata={"minimum": 1, "description": "latents denoised together"})
 
     @property
+    def resolved_scheduler(self) -> str:
+        return self.scheduler or "plms"
+
+    @property
     def resolved_steps(self) -> int:
-        return self.steps if self.steps is not None else DEFAULT_SAMPLER_STEPS[self.scheduler]
+        return self.steps if self.steps is not None else DEFAULT_SAMPLER_STEPS[self.resolved_scheduler]
 
 
 @dataclass(frozen=True)
 class StageBConfig:
     pretrained_ldm: Path | None = field(default=None, metadata={
         "description": "directory with the label2img model.ckpt + config.yaml; null = the demo ldm_pretrain output"})
-    architecture: LdmArchitecture = LdmArchitecture()
+    finetuned: Path | None = field(default=None, metadata={
+        "description": "a MinD-Vis finetuned.pth or own-format Stage B directory: skips Stage B training"})
+    architecture: LdmArchitectureConfig = LdmArchitectureConfig()
+    ldm_pretrain: LdmPretrainConfig = LdmPretrainConfig()
     training: StageBTrainingConfig = StageBTrainingConfig()
     sampling: SamplingConfig = SamplingConfig()
 
@@ -109,16 +199,19 @@ class StageBConfig:
 # label2img structure at CPU size: 64 px images -> VQ-f4 latents 3x16x16, a two-level UNet with attention at ds 2.
 STAGE_B_PRESETS: dict[str, dict] = {
     "paper": {
-        "architecture": {},
-        "training": {"epochs": 500},
-        "sampling": {"n_samples": 5},
+        "architecture": {"model_channels": 192, "channel_mult": [1, 2, 3, 5], "attention_resolutions": [2, 4, 8],
+                         "context_dim": 512, "vq_channels": 128, "vq_channel_mult": [1, 2, 4],
+                         "vq_num_res_blocks": 2, "vq_num_embeddings": 8192},
+        "training": {"learning_rate": 5.3e-5, "epochs": 500, "batch_size": {"GOD": 5, "BOLD5000": 25},
+                     "val_items": 5, "val_every_n_epochs": 10, "val_steps": 50, "checkpoint_every_n_steps": 500},
+        "sampling": {"scheduler": "plms", "n_samples": 5},
     },
     "demo": {
-        "architecture": {
-            "image_size": 64, "model_channels": 32, "channel_mult": [1, 2], "attention_resolutions": [2],
-            "context_dim": 64, "vq_channels": 32, "vq_channel_mult": [1, 2, 2], "vq_num_embeddings": 256,
-        },
-        "training": {"epochs": 20, "batch_size": {"GOD": 5, "BOLD5000": 5}},
-        "sampling": {"n_samples": 2, "scheduler": "ddim", "steps": 20},
+        "architecture": {"model_channels": 32, "channel_mult": [1, 2], "attention_resolutions": [2],
+                         "context_dim": 64, "vq_channels": 32, "vq_channel_mult": [1, 2, 2],
+                         "vq_num_res_blocks": 1, "vq_num_embeddings": 256},
+        "training": {"learning_rate": 1e-3, "epochs": 2, "batch_size": {"GOD": 8, "BOLD5000": 8},
+                     "val_items": 4, "val_every_n_epochs": 1, "val_steps": 10, "checkpoint_every_n_steps": 25},
+        "sampling": {"scheduler": "ddim", "steps": 20, "n_samples": 2},
     },
 }
