@@ -340,24 +340,24 @@ class FmriEncoder(nn.Module):
     as a buffer so the weights round-trip, but takes no part in forward (nor in training).
     """
 
-    def __init__(self, arch: MbmArchitecture) -> None:
+    def __init__(self, arch: MbmArchitecture, shared_from: MaskedBrainModel | None = None) -> None:
         super().__init__()
         self.arch = arch
-        self.patch_embed = PatchEmbed1D(arch.patch_size, arch.embed_dim)
+        if shared_from is not None:  # the masked model's own modules: one set of weights, two views
+            self.patch_embed, self.blocks, self.norm = shared_from.patch_embed, shared_from.blocks, shared_from.norm
+        else:
+            self.patch_embed = PatchEmbed1D(arch.patch_size, arch.embed_dim)
+            self.blocks = nn.ModuleList(
+                TransformerBlock(arch.embed_dim, arch.num_heads, arch.mlp_ratio) for _ in range(arch.depth))
+            self.norm = nn.LayerNorm(arch.embed_dim)
+            self.apply(_init_weights)
         self.register_buffer("cls_token", torch.zeros(1, 1, arch.embed_dim))
         self.register_buffer("pos_embed", sincos_positions(arch.num_patches, arch.embed_dim))
-        self.blocks = nn.ModuleList(
-            TransformerBlock(arch.embed_dim, arch.num_heads, arch.mlp_ratio) for _ in range(arch.depth))
-        self.norm = nn.LayerNorm(arch.embed_dim)
-        self.apply(_init_weights)
 
     @classmethod
     def from_mbm(cls, model: MaskedBrainModel) -> FmriEncoder:
         """Encoder sharing `model`'s patch embedding, blocks and norm (positions and cls token copied)."""
-        encoder = cls(model.arch)
-        encoder.patch_embed = model.patch_embed
-        encoder.blocks = model.blocks
-        encoder.norm = model.norm
+        encoder = cls(model.arch, shared_from=model)
         encoder.pos_embed.copy_(model.pos_embed)
         encoder.cls_token.copy_(model.cls_token.detach())
         return encoder

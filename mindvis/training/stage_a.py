@@ -29,6 +29,7 @@ from pytorch_lightning.callbacks import ModelCheckpoint  # noqa: E402
 from mindvis.checkpoints.stage_a import load_mbm, load_weights_into, save_mbm  # noqa: E402
 from mindvis.config.runtime import TrainerConfig  # noqa: E402
 from mindvis.config.stage_a import StageAConfig, StageAFinetuneConfig, StageAPretrainConfig  # noqa: E402
+from mindvis.data.contract import FMRI_FILE  # noqa: E402
 from mindvis.data.datasets import (  # noqa: E402
     FmriDataModule,
     FmriRows,
@@ -152,13 +153,19 @@ def reconstruction_figure(model: MaskedBrainModel, batch: torch.Tensor, mask_rat
     return figure
 
 
-def _architecture(cfg: StageAConfig, num_voxels: int) -> MbmArchitecture:
-    sizes = {k: v for k, v in asdict(cfg.model).items() if v is not None}
-    missing = sorted(set(asdict(cfg.model)) - set(sizes))
+def _model_sizes(cfg: StageAConfig) -> dict[str, Any]:
+    sizes = asdict(cfg.model)
+    missing = sorted(k for k, v in sizes.items() if v is None)
     if missing:
         raise ConfigError("model sizes unset", path="stage_a.model", value=missing,
                           expected="every size set (presets fill them: resolve the config through mindvis.config)")
-    return MbmArchitecture(num_voxels=num_voxels, **sizes)
+    return sizes
+
+
+def _file_signature(path: Path) -> list[Any]:
+    """(name, size, mtime) of a file or of every file in a directory: changes when an input is rewritten."""
+    files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
+    return [[str(f), f.stat().st_size, f.stat().st_mtime_ns] for f in files if f.exists()]
 
 
 def _require(settings: TrainSettings, section: str, *names: str) -> None:
@@ -166,6 +173,32 @@ def _require(settings: TrainSettings, section: str, *names: str) -> None:
     if unset:
         raise ConfigError("training settings unset", path=f"stage_a.{section}", value=unset,
                           expected="values (presets fill them when the config is resolved)")
+
+
+def _callbacks(settings: TrainSettings, resume_dir: Path, log_every: int, has_val: bool
+               ) -> tuple[list[pl.Callback], ModelCheckpoint | None]:
+    """Resume checkpointing (resume_dir/last.ckpt every N steps, written atomically by Lightning), throughput
+    logging and, with a validation set, the best-by-validation-loss weights (resume_dir/best.ckpt)."""
+    callbacks: list[pl.Callback] = [
+        ModelCheckpoint(dirpath=resume_dir, save_top_k=0, save_last=True,
+                        every_n_train_steps=settings.checkpoint_every_n_steps, enable_version_counter=False),
+        ThroughputMonitor(log_every),
+    ]
+    best = None
+    if has_val:
+        best = ModelCheckpoint(dirpath=resume_dir, filename=BEST_CHECKPOINT, monitor="val/loss", mode="min",
+                               save_top_k=1, save_weights_only=True, enable_version_counter=False)
+        callbacks.append(best)
+    return callbacks, best
+
+
+def _restore_best(system: MaskedBrainModelingSystem, best: ModelCheckpoint | None) -> float | None:
+    """Load the best validation weights into `system` (if any were kept); return their validation loss."""
+    if best is None or not best.best_model_path:
+        return None
+    weights = torch.load(best.best_model_path, map_location="cpu", weights_only=True)["state_dict"]
+    load_weights_into(system, weights, best.best_model_path)
+    return float(best.best_model_score)
 
 
 def _fit(model: MaskedBrainModel, datamodule: FmriDataModule, settings: TrainSettings, out_dir: Path,
@@ -178,42 +211,23 @@ def _fit(model: MaskedBrainModel, datamodule: FmriDataModule, settings: TrainSet
         warmup_epochs=settings.warmup_epochs, epochs=settings.epochs, mask_ratio=settings.mask_ratio,
         figure_batch=datamodule.sample_batch(FIGURE_SAMPLES), run=run)
     log_every = run.target.log_every_n_steps if run is not None else DEFAULT_LOG_EVERY_N_STEPS
-    callbacks: list[pl.Callback] = [
-        # refreshes resume_dir/last.ckpt (written atomically by Lightning) every N steps
-        ModelCheckpoint(dirpath=resume_dir, save_top_k=0, save_last=True,
-                        every_n_train_steps=settings.checkpoint_every_n_steps, enable_version_counter=False),
-        ThroughputMonitor(log_every),
-    ]
-    best = ModelCheckpoint(dirpath=resume_dir, filename=BEST_CHECKPOINT, monitor="val/loss", mode="min",
-                           save_top_k=1, save_weights_only=True, enable_version_counter=False)
-    if has_val:
-        callbacks.append(best)
+    callbacks, best = _callbacks(settings, resume_dir, log_every, has_val)
     trainer = build_trainer(trainer_cfg, max_epochs=settings.epochs, callbacks=callbacks,
                             logger=run.lightning_logger() if run is not None else False,
                             log_every_n_steps=log_every, gradient_clip_val=settings.clip_grad,
                             default_root_dir=resume_dir, has_validation=has_val)
     ckpt_path = resume_checkpoint(resume_dir, fingerprint(job))
+    sizes = {"n_train": len(datamodule.train_set), "n_val": len(datamodule.val_set or []),
+             "num_voxels": model.arch.num_voxels, "parameters": count_parameters(model)}
     if run is not None and trainer.is_global_zero:
-        run.log_params({"n_train": len(datamodule.train_set), "n_val": len(datamodule.val_set or []),
-                        "num_voxels": model.arch.num_voxels, "parameters": count_parameters(model)})
+        run.log_params(sizes)
     started = time.perf_counter()
     trainer.fit(system, datamodule=datamodule, ckpt_path=ckpt_path)
-    seconds = time.perf_counter() - started
-
-    best_score = None
-    if has_val and best.best_model_path:
-        weights = torch.load(best.best_model_path, map_location="cpu", weights_only=True)["state_dict"]
-        load_weights_into(system, weights, best.best_model_path)
-        best_score = float(best.best_model_score)
-    summary = {
-        "n_train": len(datamodule.train_set), "n_val": len(datamodule.val_set or []),
-        "num_voxels": model.arch.num_voxels, "parameters": count_parameters(model),
-        "global_step": int(trainer.global_step), "epochs": int(trainer.current_epoch),
-        "final_train_loss": _metric(trainer, "train/loss"), "best_val_loss": best_score,
-        "resumed_from_step": system.start_step, "seconds": round(seconds, 2),
-    }
-    if trainer.is_global_zero:
-        model.to("cpu")
+    summary = {**sizes, "global_step": int(trainer.global_step), "epochs": int(trainer.current_epoch),
+               "resumed_from_step": system.start_step, "seconds": round(time.perf_counter() - started, 2),
+               "final_train_loss": _metric(trainer, "train/loss"), "best_val_loss": _restore_best(system, best)}
+    if trainer.is_global_zero:  # one writer under DDP
+        system.to("cpu")
         save_mbm(model, out_dir, extra={**extra, "training": summary})
         if run is not None:
             system.log_reconstructions("reconstructions/final.png")
@@ -247,16 +261,16 @@ def train_stage_a_pretrain(inputs: Sequence[str | os.PathLike[str]], out_dir: st
     settings = cfg.pretrain
     _require(settings, "pretrain", "epochs", "warmup_epochs", "batch_size", "lr")
     pl.seed_everything(settings.seed, workers=True, verbose=False)
+    sizes = _model_sizes(cfg)
     selections = read_selections(inputs, lambda s, d: select_pretrain_rows(s, d, settings.include_god_train))
-    patch_size = cfg.model.patch_size or 16
-    arch = _architecture(cfg, model_voxel_count(selections, patch_size))
+    arch = MbmArchitecture(num_voxels=model_voxel_count(selections, sizes["patch_size"]), **sizes)
     dataset = FmriRows(selections, arch.num_voxels, arch.patch_size)
     datamodule = FmriDataModule(dataset, settings.batch_size, settings.val_fraction, settings.seed,
                                 trainer_cfg.num_workers)
     log.info("Stage A1: %d samples from %d subjects, %d voxels -> %d tokens", len(dataset), len(selections),
              arch.num_voxels, arch.num_patches)
     model = MaskedBrainModel(arch)
-    job = {"stage": "A1", "inputs": [str(Path(p).resolve()) for p in inputs], "cfg": asdict(cfg),
+    job = {"stage": "A1", "inputs": [_file_signature(Path(p) / FMRI_FILE) for p in inputs], "cfg": asdict(cfg),
            "trainer": asdict(trainer_cfg)}
     return _fit(model, datamodule, settings, Path(out_dir), trainer_cfg, Path(resume_dir), job, run,
                 extra={"stage": "A1", "inputs": [str(p) for p in inputs]})
@@ -288,7 +302,7 @@ def train_stage_a_finetune(subject_dir: str | os.PathLike[str], init_checkpoint:
     datamodule = FmriDataModule(dataset, batch_size, settings.val_fraction, settings.seed, trainer_cfg.num_workers)
     log.info("Stage A2 on %s: %d test samples (%d voxels -> model's %d)", subject_dir, len(dataset),
              selections[0].n_voxels, model.arch.num_voxels)
-    job = {"stage": "A2", "subject": str(subject_dir.resolve()), "init": str(Path(init_checkpoint).resolve()),
-           "cfg": asdict(cfg), "trainer": asdict(trainer_cfg)}
+    job = {"stage": "A2", "subject": _file_signature(subject_dir / FMRI_FILE),
+           "init": _file_signature(Path(init_checkpoint)), "cfg": asdict(cfg), "trainer": asdict(trainer_cfg)}
     return _fit(model, datamodule, settings, Path(out_dir), trainer_cfg, Path(resume_dir), job, run,
                 extra={"stage": "A2", "subject_dir": str(subject_dir), "init_checkpoint": str(init_checkpoint)})

@@ -7,6 +7,7 @@ import subprocess
 import sys
 import textwrap
 import time
+import tracemalloc
 from pathlib import Path
 
 import numpy as np
@@ -87,6 +88,27 @@ def test_pretrain_selection_mixes_god_train_rows_and_pads_like_the_reference(con
     # the dataset pickles (to workers / DDP processes) as paths and indices, not as the fMRI matrix
     assert len(pickle.dumps(dataset)) < 10_000
     assert isinstance(dataset._matrices[0], np.memmap)
+
+
+def test_iterating_a_dataset_never_copies_the_fmri_matrix(tmp_path):
+    """Rows are read from the memory map per item: Python-side allocations stay far below the matrix size."""
+    subject = tmp_path / "preprocessed" / "HCP" / "big"
+    n_rows, n_voxels = 20_000, 500
+    samples = pd.DataFrame({"sample_id": np.arange(n_rows), "split": "pretrain", "stimulus_id": None,
+                            "category": None, "n_averaged": np.ones(n_rows, np.int32), "source": "synthetic"})
+    fmri = np.random.default_rng(0).standard_normal((n_rows, n_voxels), dtype=np.float32)
+    write_subject(subject, PreprocessedSubject(samples, fmri, pd.DataFrame(
+        {"roi": ["V1"] * n_voxels, "mean": 0.0, "std": 1.0}), None))
+    del fmri
+    tracemalloc.start()
+    dataset = FmriRows(read_selections([subject], lambda s, d: select_pretrain_rows(s, d, False)), 512, 16)
+    total = 0.0
+    for batch in torch.utils.data.DataLoader(dataset, batch_size=500, shuffle=True):
+        total += float(batch[:, 0, 0].sum())
+    _, peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    matrix_bytes = n_rows * n_voxels * 4
+    assert peak < 0.2 * matrix_bytes, f"peak {peak / 2**20:.1f} MiB for a {matrix_bytes / 2**20:.1f} MiB matrix"
 
 
 def test_finetune_selection_is_the_test_split_averaged_and_single(contract):
