@@ -97,7 +97,8 @@ def _torch_default_globals() -> frozenset[str] | re.Pattern[str]:
 
         return frozenset(_weights_only_unpickler._get_allowed_globals())
     except (ImportError, AttributeError):
-        return re.compile(r"^(torch\.[\w.]+|collections\.OrderedDict|_codecs\.encode|builtins\.(set|bytearray|complex))$")
+        return re.compile(r"^(torch\.[\w.]+|collections\.OrderedDict|_codecs\.encode"
+                          r"|builtins\.(set|bytearray|complex))$")
 
 
 _TORCH_DEFAULT_GLOBALS = _torch_default_globals()

@@ -25,6 +25,7 @@ log = logging.getLogger(__name__)
 
 LAST_CHECKPOINT = "last.ckpt"
 RESUME_FINGERPRINT = "resume.json"
+CHECKPOINT_SUBDIR = "checkpoints"
 
 
 def weight_decay_groups(module: nn.Module, weight_decay: float) -> list[dict[str, Any]]:
@@ -78,6 +79,14 @@ def resolve_precision(trainer_cfg: TrainerConfig) -> str:
     return "32-true"
 
 
+def batch_length(batch: Any) -> int:
+    """Samples in a batch: the first dimension of a tensor batch, or of the first tensor in a dict / sequence batch."""
+    if isinstance(batch, torch.Tensor):
+        return len(batch)
+    values = batch.values() if isinstance(batch, Mapping) else batch
+    return next(len(v) for v in values if isinstance(v, torch.Tensor))
+
+
 class ThroughputMonitor(pl.Callback):
     """Logs `train/samples_per_s` (all processes together) every `every_n_steps` optimizer steps."""
 
@@ -93,7 +102,7 @@ class ThroughputMonitor(pl.Callback):
 
     def on_train_batch_end(self, trainer: pl.Trainer, module: pl.LightningModule, outputs: Any, batch: Any,
                            batch_idx: int) -> None:
-        self._samples += len(batch) * trainer.world_size
+        self._samples += batch_length(batch) * trainer.world_size
         if trainer.global_step % self.every_n_steps == 0 and self._since is not None:
             elapsed = time.perf_counter() - self._since
             if elapsed > 0:
@@ -103,7 +112,7 @@ class ThroughputMonitor(pl.Callback):
 
 def build_trainer(trainer_cfg: TrainerConfig, *, max_epochs: int, callbacks: list[pl.Callback], logger: Any,
                   log_every_n_steps: int, gradient_clip_val: float | None, default_root_dir: Path,
-                  has_validation: bool) -> pl.Trainer:
+                  has_validation: bool, check_val_every_n_epoch: int = 1) -> pl.Trainer:
     """A Lightning Trainer placed by `trainer_cfg` (accelerator, devices, num_nodes, strategy, precision)."""
     return pl.Trainer(
         accelerator=trainer_cfg.accelerator,
@@ -119,6 +128,7 @@ def build_trainer(trainer_cfg: TrainerConfig, *, max_epochs: int, callbacks: lis
         gradient_clip_algorithm="norm",
         default_root_dir=str(default_root_dir),
         limit_val_batches=1.0 if has_validation else 0,
+        check_val_every_n_epoch=check_val_every_n_epoch,
         num_sanity_val_steps=0,
         enable_model_summary=False,
         benchmark=False,
@@ -131,6 +141,11 @@ def fingerprint(settings: Mapping[str, Any]) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
+def checkpoint_dir(resume_dir: str | os.PathLike[str]) -> Path:
+    """Where Lightning writes a job's resume checkpoints (last.ckpt, best.ckpt) inside its resume directory."""
+    return Path(resume_dir) / CHECKPOINT_SUBDIR
+
+
 def resume_checkpoint(resume_dir: str | os.PathLike[str], job_fingerprint: str) -> Path | None:
     """The Lightning checkpoint to resume from, if `resume_dir` holds one written by the same job.
 
@@ -139,7 +154,7 @@ def resume_checkpoint(resume_dir: str | os.PathLike[str], job_fingerprint: str) 
     """
     resume_dir = Path(resume_dir)
     record = resume_dir / RESUME_FINGERPRINT
-    last = resume_dir / LAST_CHECKPOINT
+    last = checkpoint_dir(resume_dir) / LAST_CHECKPOINT
     previous = None
     if record.is_file():
         try:

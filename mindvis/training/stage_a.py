@@ -29,7 +29,6 @@ from pytorch_lightning.callbacks import ModelCheckpoint  # noqa: E402
 from mindvis.checkpoints.stage_a import load_mbm, load_weights_into, save_mbm  # noqa: E402
 from mindvis.config.runtime import TrainerConfig  # noqa: E402
 from mindvis.config.stage_a import StageAConfig, StageAFinetuneConfig, StageAPretrainConfig  # noqa: E402
-from mindvis.data.contract import FMRI_FILE  # noqa: E402
 from mindvis.data.datasets import (  # noqa: E402
     FmriDataModule,
     FmriRows,
@@ -43,6 +42,7 @@ from mindvis.models.mbm import MaskedBrainModel, MbmArchitecture, count_paramete
 from mindvis.training.common import (  # noqa: E402
     ThroughputMonitor,
     build_trainer,
+    checkpoint_dir,
     clear_resume_state,
     fingerprint,
     make_adamw,
@@ -177,17 +177,17 @@ def _require(settings: TrainSettings, section: str, *names: str) -> None:
 
 def _callbacks(settings: TrainSettings, resume_dir: Path, log_every: int, has_val: bool
                ) -> tuple[list[pl.Callback], ModelCheckpoint | None]:
-    """Resume checkpointing (resume_dir/last.ckpt every N steps, written atomically by Lightning), throughput
-    logging and, with a validation set, the best-by-validation-loss weights (resume_dir/best.ckpt)."""
+    """Resume checkpointing (last.ckpt every N steps, written atomically by Lightning), throughput logging and,
+    with a validation set, the best-by-validation-loss weights (best.ckpt); checkpoints go under resume_dir."""
     callbacks: list[pl.Callback] = [
-        ModelCheckpoint(dirpath=resume_dir, save_top_k=0, save_last=True,
+        ModelCheckpoint(dirpath=checkpoint_dir(resume_dir), save_top_k=0, save_last=True,
                         every_n_train_steps=settings.checkpoint_every_n_steps, enable_version_counter=False),
         ThroughputMonitor(log_every),
     ]
     best = None
     if has_val:
-        best = ModelCheckpoint(dirpath=resume_dir, filename=BEST_CHECKPOINT, monitor="val/loss", mode="min",
-                               save_top_k=1, save_weights_only=True, enable_version_counter=False)
+        best = ModelCheckpoint(dirpath=checkpoint_dir(resume_dir), filename=BEST_CHECKPOINT, monitor="val/loss",
+                               mode="min", save_top_k=1, save_weights_only=True, enable_version_counter=False)
         callbacks.append(best)
     return callbacks, best
 
@@ -270,7 +270,7 @@ def train_stage_a_pretrain(inputs: Sequence[str | os.PathLike[str]], out_dir: st
     log.info("Stage A1: %d samples from %d subjects, %d voxels -> %d tokens", len(dataset), len(selections),
              arch.num_voxels, arch.num_patches)
     model = MaskedBrainModel(arch)
-    job = {"stage": "A1", "inputs": [_file_signature(Path(p) / FMRI_FILE) for p in inputs], "cfg": asdict(cfg),
+    job = {"stage": "A1", "inputs": [_file_signature(Path(p)) for p in inputs], "cfg": asdict(cfg),
            "trainer": asdict(trainer_cfg)}
     return _fit(model, datamodule, settings, Path(out_dir), trainer_cfg, Path(resume_dir), job, run,
                 extra={"stage": "A1", "inputs": [str(p) for p in inputs]})
@@ -302,7 +302,7 @@ def train_stage_a_finetune(subject_dir: str | os.PathLike[str], init_checkpoint:
     datamodule = FmriDataModule(dataset, batch_size, settings.val_fraction, settings.seed, trainer_cfg.num_workers)
     log.info("Stage A2 on %s: %d test samples (%d voxels -> model's %d)", subject_dir, len(dataset),
              selections[0].n_voxels, model.arch.num_voxels)
-    job = {"stage": "A2", "subject": _file_signature(subject_dir / FMRI_FILE),
+    job = {"stage": "A2", "subject": _file_signature(subject_dir),
            "init": _file_signature(Path(init_checkpoint)), "cfg": asdict(cfg), "trainer": asdict(trainer_cfg)}
     return _fit(model, datamodule, settings, Path(out_dir), trainer_cfg, Path(resume_dir), job, run,
                 extra={"stage": "A2", "subject_dir": str(subject_dir), "init_checkpoint": str(init_checkpoint)})

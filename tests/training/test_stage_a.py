@@ -23,7 +23,7 @@ from mindvis.data.datasets import FmriRows, read_selections, select_pretrain_row
 from mindvis.errors import ContractError
 from mindvis.models.mbm import MaskedBrainModel, MbmArchitecture, voxel_index
 from mindvis.tracking import open_job_run_for_tests
-from mindvis.training.common import warmup_cosine_factor, weight_decay_groups
+from mindvis.training.common import checkpoint_dir, resume_checkpoint, warmup_cosine_factor, weight_decay_groups
 from mindvis.training.stage_a import train_stage_a_finetune, train_stage_a_pretrain
 
 FIXTURES = Path(__file__).parents[1] / "fixtures" / "release"
@@ -188,6 +188,16 @@ def test_finetune_from_a_release_checkpoint(tmp_path):
     assert load_mbm(tmp_path / "out").arch.decoder_depth == 8
 
 
+def test_resume_state_of_other_settings_is_discarded(tmp_path):
+    assert resume_checkpoint(tmp_path / "resume", "job-a") is None  # nothing saved yet
+    last = checkpoint_dir(tmp_path / "resume") / "last.ckpt"
+    last.parent.mkdir(parents=True)
+    last.write_bytes(b"checkpoint of job-a")
+    assert resume_checkpoint(tmp_path / "resume", "job-a") == last
+    assert resume_checkpoint(tmp_path / "resume", "job-b") is None  # settings changed: start afresh
+    assert not last.exists()
+
+
 RUN_SCRIPT = textwrap.dedent("""
     import sys
     from pathlib import Path
@@ -207,14 +217,14 @@ def test_resume_after_a_kill_continues_from_the_saved_step(contract, tmp_path):
     env = {**os.environ, "PYTHONWARNINGS": "ignore", "OMP_NUM_THREADS": "1"}
     first = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
     deadline = time.monotonic() + 120
-    while not (resume / "last.ckpt").exists():
+    while not (resume / "checkpoints" / "last.ckpt").exists():
         assert first.poll() is None, "training ended before writing a resume checkpoint"
         assert time.monotonic() < deadline, "no resume checkpoint appeared"
         time.sleep(0.05)
     first.send_signal(signal.SIGKILL)
     first.wait()
     assert not out.exists()  # nothing half-written
-    saved_step = torch.load(resume / "last.ckpt", map_location="cpu", weights_only=False)["global_step"]
+    saved_step = torch.load(resume / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)["global_step"]
     assert saved_step > 0
 
     rerun = subprocess.run(command, capture_output=True, text=True, env=env, timeout=300)
