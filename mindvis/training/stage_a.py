@@ -16,20 +16,16 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-import matplotlib
+import numpy as np
+import pytorch_lightning as pl
+import torch
+from matplotlib.figure import Figure
+from pytorch_lightning.callbacks import ModelCheckpoint
 
-matplotlib.use("Agg")
-
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import pytorch_lightning as pl  # noqa: E402
-import torch  # noqa: E402
-from pytorch_lightning.callbacks import ModelCheckpoint  # noqa: E402
-
-from mindvis.checkpoints.stage_a import load_mbm, load_weights_into, save_mbm  # noqa: E402
-from mindvis.config.runtime import TrainerConfig  # noqa: E402
-from mindvis.config.stage_a import StageAConfig, StageAFinetuneConfig, StageAPretrainConfig  # noqa: E402
-from mindvis.data.datasets import (  # noqa: E402
+from mindvis.checkpoints.stage_a import load_mbm, load_weights_into, save_mbm
+from mindvis.config.runtime import TrainerConfig
+from mindvis.config.stage_a import StageAConfig, StageAFinetuneConfig, StageAPretrainConfig
+from mindvis.data.datasets import (
     FmriDataModule,
     FmriRows,
     model_voxel_count,
@@ -37,9 +33,9 @@ from mindvis.data.datasets import (  # noqa: E402
     select_pretrain_rows,
     select_test_rows,
 )
-from mindvis.errors import ConfigError  # noqa: E402
-from mindvis.models.mbm import MaskedBrainModel, MbmArchitecture, count_parameters  # noqa: E402
-from mindvis.training.common import (  # noqa: E402
+from mindvis.errors import ConfigError
+from mindvis.models.mbm import MaskedBrainModel, MbmArchitecture, count_parameters
+from mindvis.training.common import (
     ThroughputMonitor,
     build_trainer,
     checkpoint_dir,
@@ -111,7 +107,6 @@ class MaskedBrainModelingSystem(pl.LightningModule):
         figure = reconstruction_figure(self.model, self.figure_batch.to(self.device), self.mask_ratio,
                                        title=f"step {self.global_step}")
         self.run.log_figure(figure, artifact_file)
-        plt.close(figure)
 
     def configure_optimizers(self) -> dict[str, Any]:
         optimizer = make_adamw(weight_decay_groups(self.model, self.weight_decay), self.lr)
@@ -128,7 +123,7 @@ class MaskedBrainModelingSystem(pl.LightningModule):
 
 @torch.no_grad()
 def reconstruction_figure(model: MaskedBrainModel, batch: torch.Tensor, mask_ratio: float, title: str = ""
-                          ) -> plt.Figure:
+                          ) -> Figure:
     """One panel per sample: the true voxel vector, and the model's reconstruction of the removed patches."""
     was_training = model.training
     model.eval()
@@ -137,7 +132,8 @@ def reconstruction_figure(model: MaskedBrainModel, batch: torch.Tensor, mask_rat
     truth, recon, removed = model.reconstruct(batch, mask_ratio, noise)
     truth, recon, removed = truth.float().cpu().numpy(), recon.float().cpu().numpy(), removed.cpu().numpy()
     model.train(was_training)
-    figure, axes = plt.subplots(len(truth), 1, figsize=(12, 2.2 * len(truth)), squeeze=False)
+    figure = Figure(figsize=(12, 2.2 * len(truth)))  # no pyplot: no global backend or figure registry involved
+    axes = figure.subplots(len(truth), 1, squeeze=False)
     voxels = np.arange(truth.shape[1])
     for ax, true_row, recon_row, removed_row in zip(axes[:, 0], truth, recon, removed, strict=True):
         r = np.corrcoef(true_row[removed_row], recon_row[removed_row])[0, 1] if removed_row.any() else float("nan")
