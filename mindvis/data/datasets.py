@@ -53,9 +53,20 @@ def select_test_rows(subject: PreprocessedSubject, subject_dir: Path) -> RowSele
     return RowSelection(subject_dir, subject.n_voxels, subject.rows("test"))
 
 
+def _nonempty(selections: Sequence[RowSelection]) -> list[RowSelection]:
+    """The selections that have rows; ContractError if none has."""
+    used = [s for s in selections if len(s.rows)]
+    if not used:
+        raise ContractError("no fMRI samples selected", value=[str(s.subject_dir) for s in selections],
+                            expected="at least one row of the wanted split",
+                            hint="check the inputs' splits (HCP: pretrain, GOD/BOLD5000: train/test)")
+    return used
+
+
 def model_voxel_count(selections: Sequence[RowSelection], patch_size: int) -> int:
-    """Voxel count of a model trained on `selections`: the longest patch-padded vector (reference: 4656 with GOD)."""
-    return max(padded_voxel_count(s.n_voxels, patch_size) for s in selections)
+    """Voxel count of a model trained on `selections`: the longest patch-padded vector among those with rows
+    (reference: HCP alone 4183 -> 4192; mixed with GOD train fMRI 4656)."""
+    return max(padded_voxel_count(s.n_voxels, patch_size) for s in _nonempty(selections))
 
 
 class FmriRows(Dataset):
@@ -66,11 +77,7 @@ class FmriRows(Dataset):
     """
 
     def __init__(self, selections: Sequence[RowSelection], num_voxels: int, patch_size: int) -> None:
-        self.selections = [s for s in selections if len(s.rows)]
-        if not self.selections:
-            raise ContractError("no fMRI samples selected", value=[str(s.subject_dir) for s in selections],
-                                expected="at least one row of the wanted split",
-                                hint="check the inputs' splits (HCP: pretrain, GOD/BOLD5000: train/test)")
+        self.selections = _nonempty(selections)
         self.num_voxels = num_voxels
         self.patch_size = patch_size
         self._ends = np.cumsum([len(s.rows) for s in self.selections])

@@ -19,7 +19,14 @@ from mlflow import MlflowClient
 import mindvis.config as config_module
 from mindvis.checkpoints import load_mbm
 from mindvis.data.contract import PreprocessedSubject, Stimuli, write_subject
-from mindvis.data.datasets import FmriRows, read_selections, select_pretrain_rows, select_test_rows, split_indices
+from mindvis.data.datasets import (
+    FmriRows,
+    model_voxel_count,
+    read_selections,
+    select_pretrain_rows,
+    select_test_rows,
+    split_indices,
+)
 from mindvis.errors import ContractError
 from mindvis.models.mbm import MaskedBrainModel, MbmArchitecture, voxel_index
 from mindvis.tracking import open_job_run_for_tests
@@ -78,6 +85,7 @@ def test_pretrain_selection_mixes_god_train_rows_and_pads_like_the_reference(con
     without = read_selections(inputs, lambda s, d: select_pretrain_rows(s, d, False))
     assert [len(s.rows) for s in with_god] == [32, 48, 48]  # sorted: GOD first
     assert [len(s.rows) for s in without] == [0, 48, 48]
+    assert model_voxel_count(with_god, 16) == 176 and model_voxel_count(without, 16) == 160  # 150 -> 160
     dataset = FmriRows(with_god, num_voxels=176, patch_size=16)  # 170 -> 176 is the longest padded vector
     assert len(dataset) == 128
     directory, row = dataset.locate(40)
