@@ -98,7 +98,8 @@ def padded_voxel_count(n_voxels: int, patch_size: int) -> int:
     """Length of a vector of `n_voxels` after the reference's padding to the patch size.
 
     The reference always appends `patch_size - n_voxels % patch_size` voxels, i.e. a whole extra patch when the
-    count is already a multiple (HCP V1-V4: 4183 -> 4192; GOD sbj_3 VC: 4643 -> 4656).
+    count is already a multiple (HCP V1-V4: 4183 -> 4192). Mixed with GOD training fMRI, the reference then
+    wrap-pads every sample to the longest such GOD vector: 4656 voxels (291 patches) in the released checkpoints.
     """
     return n_voxels + patch_size - n_voxels % patch_size
 
