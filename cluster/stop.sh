@@ -7,6 +7,15 @@ set -uo pipefail
 source "$(dirname "$0")/common.sh"
 quiet=${1:-}
 
+# Jobs still queued or running (a test that was killed mid-run): cancel them while the controller is up, so that no
+# job processes outlive the daemons. Every job on this cluster is a test job.
+if ours "$SLURM_CONF_DIR/slurm.conf" && [[ -f $MINDVIS_SLURM_DIR/slurmctld.pid ]]; then
+    jobs=$(timeout 10 squeue -h -o %i 2>/dev/null || true)
+    if [[ -n $jobs ]]; then
+        timeout 10 scancel $jobs 2>/dev/null || true
+        for _ in $(seq 30); do [[ -z $(timeout 5 squeue -h -o %i 2>/dev/null) ]] && break; sleep 0.5; done
+    fi
+fi
 stop_pidfile "$MINDVIS_SLURM_DIR/slurmd.pid"
 stop_pidfile "$MINDVIS_SLURM_DIR/slurmctld.pid"
 stop_pidfile "$MINDVIS_SLURM_DIR/munge/munged.pid"
