@@ -26,6 +26,15 @@ test: venv  ## unit + workflow tests (the CI command)
 test-fast: venv  ## unit tests only
 	$(BIN)/python -m pytest -q -m "not slow and not cluster"
 
+# The SLURM executor plugin is an optional extra, kept out of `make test`'s environment: where SLURM commands exist
+# but no controller answers, importing it costs ~10 s per snakemake call.
+$(BIN)/.installed-cluster: $(BIN)/.installed
+	$(BIN)/python -m pip install --quiet -e '.[cluster]'
+	touch $@
+
+test-cluster: $(BIN)/.installed-cluster  ## the workflow through profiles/slurm on a local SLURM (root; installs SLURM if missing)
+	cluster/test.sh
+
 ui: venv  ## browse runs in the embedded MLflow store
 	$(BIN)/mlflow ui --backend-store-uri sqlite:///$(abspath $(RESULTS))/mlflow.db --port 5000
 

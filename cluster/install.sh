@@ -9,7 +9,7 @@ for cmd in slurmctld slurmd sbatch squeue scontrol munged; do
     command -v "$cmd" >/dev/null || missing+=("$cmd")
 done
 if ((${#missing[@]} == 0)); then
-    log "SLURM and munge already installed ($(sbatch --version))"
+    log "SLURM and munge already installed ($(slurmd -V))"
     exit 0
 fi
 [[ $(id -u) == 0 ]] || die "missing ${missing[*]}; installing them needs root (apt-get install slurm-wlm munge)"
@@ -18,4 +18,4 @@ log "installing slurm-wlm and munge (missing: ${missing[*]})"
 export DEBIAN_FRONTEND=noninteractive
 apt-get update -qq
 apt-get install -y -qq --no-install-recommends slurm-wlm munge >/dev/null
-log "installed $(sbatch --version)"
+log "installed $(slurmd -V)"

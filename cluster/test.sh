@@ -7,7 +7,7 @@ cd "$(dirname "$0")/.."
 source cluster/common.sh
 TEST_TIMEOUT_S=${MINDVIS_CLUSTER_TEST_TIMEOUT_S:-2400}
 
-cluster/install.sh
+timeout -k 10 900 cluster/install.sh
 cleanup() {
     local status=$?
     if ((status != 0)); then
@@ -19,6 +19,6 @@ cleanup() {
 }
 trap cleanup EXIT
 trap 'exit 143' TERM INT
-cluster/start.sh
+timeout -k 5 120 cluster/start.sh
 export MLFLOW_DISABLE_TELEMETRY=true MINDVIS_REQUIRE_SLURM=1
 timeout -k 30 "$TEST_TIMEOUT_S" .venv/bin/python -m pytest -q -m cluster tests/cluster
