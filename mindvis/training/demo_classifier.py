@@ -1,0 +1,254 @@
+"""Demo only: a small CNN that plays the ImageNet classifier's part in the n-way top-1 metric (`demo_classifier` rule).
+
+The MinD-Vis n-way metric needs an image classifier whose classes cover the stimuli (the reference: an ImageNet
+ViT-H/14). The demo's stimuli come from procedural categories (mindvis.demo.images), so the demo trains its own
+classifier over every demo category, on images generated afresh for it (new images every epoch, never the GOD /
+BOLD5000 stimuli themselves), and reports its accuracy on further fresh images.
+
+Saved in mindvis's own format (a directory, see mindvis.checkpoints.own_format) with `kind: demo_classifier`:
+    model.safetensors  the DemoClassifierNet state dict
+    config.json        architecture (num_classes, width), preprocess (input_px, mean, std: what the network
+                       expects after uint8 RGB images are resized to input_px), classes (index, wnid, name,
+                       split of each output), training summary
+`load_demo_classifier` turns it into the `ImageClassifier` the metrics take (mindvis.evaluation.networks), with the
+same preprocessing the training used.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import time
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+from tqdm.auto import tqdm
+
+from mindvis.checkpoints.own_format import own_format_dir, read_own_format, save_own_format
+from mindvis.config.data import DemoDataConfig
+from mindvis.demo.images import category_table, generate_category_images
+from mindvis.errors import CheckpointError, ConfigError
+from mindvis.evaluation.networks import IMAGENET_MEAN, IMAGENET_STD, ImageClassifier, make_preprocess, resolve_device
+
+log = logging.getLogger(__name__)
+
+KIND = "demo_classifier"
+N_WAY_MAX = 50  # the reference's n: the demo uses min(50, number of categories)
+MAX_EPOCHS = 999  # image seeds are seed * 1000 + epoch; 999 is the validation set's
+VALIDATION_EPOCH = 999
+
+
+@dataclass(frozen=True)
+class DemoClassifierArchitecture:
+    """Sizes of DemoClassifierNet: `width` channels after the stem, doubled twice; `num_classes` outputs."""
+
+    num_classes: int
+    width: int = 32
+
+    def __post_init__(self) -> None:
+        if self.num_classes < 2 or self.width < 1:
+            raise ConfigError("invalid demo classifier sizes", value=asdict(self),
+                              expected="num_classes >= 2 and width >= 1")
+
+
+class DemoClassifierNet(nn.Module):
+    """Five 3x3 conv-BatchNorm-ReLU stages (three with stride 2), global average pooling, a linear head.
+
+    Input: (B, 3, S, S) normalised images (any S >= 8; the demo uses 64 px). Output: (B, num_classes) logits.
+    """
+
+    def __init__(self, arch: DemoClassifierArchitecture) -> None:
+        super().__init__()
+        self.arch = arch
+        w = arch.width
+        stages = [(3, w, 2), (w, 2 * w, 2), (2 * w, 2 * w, 1), (2 * w, 4 * w, 2), (4 * w, 4 * w, 1)]
+        self.features = nn.Sequential(*(self._stage(i, o, s) for i, o, s in stages))
+        self.head = nn.Linear(4 * w, arch.num_classes)
+
+    @staticmethod
+    def _stage(in_channels: int, out_channels: int, stride: int) -> nn.Sequential:
+        return nn.Sequential(nn.Conv2d(in_channels, out_channels, 3, stride, 1, bias=False),
+                             nn.BatchNorm2d(out_channels), nn.ReLU(inplace=True))
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        features = self.features(images)  # (B, 4w, S/8, S/8)
+        return self.head(features.mean(dim=(2, 3)))  # (B, C)
+
+
+def _fresh_set(demo_cfg: DemoDataConfig, n_per_category: int, image_seed: int, image_size: int
+               ) -> tuple[np.ndarray, np.ndarray]:
+    """Fresh images of every category: uint8 (C * n, S, S, 3) and their category index (C * n,) int64."""
+    n_classes = len(category_table(demo_cfg))
+    images = np.concatenate([generate_category_images(demo_cfg, c, n_per_category, image_seed, image_size)
+                             for c in range(n_classes)])
+    return images, np.repeat(np.arange(n_classes, dtype=np.int64), n_per_category)
+
+
+def _as_batch(images: np.ndarray, preprocess: Any, device: torch.device) -> torch.Tensor:
+    """uint8 (B, H, W, 3) -> the network's input (B, 3, S, S) on `device`."""
+    return preprocess(torch.from_numpy(images).permute(0, 3, 1, 2).to(device))
+
+
+@torch.no_grad()
+def _accuracy(model: DemoClassifierNet, images: np.ndarray, labels: np.ndarray, preprocess: Any,
+              device: torch.device, batch_size: int) -> tuple[float, float]:
+    """(top-1, top-5) accuracy of `model` on uint8 images with category labels."""
+    model.eval()
+    top1 = top5 = 0
+    for start in range(0, len(images), batch_size):
+        logits = model(_as_batch(images[start:start + batch_size], preprocess, device))
+        best5 = logits.topk(min(5, logits.shape[1]), dim=1).indices.cpu()
+        truth = torch.from_numpy(labels[start:start + batch_size])
+        top1 += int((best5[:, 0] == truth).sum())
+        top5 += int((best5 == truth[:, None]).any(dim=1).sum())
+    return top1 / len(images), top5 / len(images)
+
+
+def train_demo_classifier(demo_cfg: DemoDataConfig, image_size: int, out_dir: str | os.PathLike[str], seed: int,
+                          device: str | torch.device = "auto", run: Any = None, *, images_per_category: int = 32,
+                          val_images_per_category: int = 4, epochs: int = 6, batch_size: int = 64,
+                          learning_rate: float = 3e-3, weight_decay: float = 0.05, width: int = 32
+                          ) -> dict[str, Any]:
+    """Train the demo's stand-in for the n-way classifier and write it to `out_dir` (own format, atomically).
+
+    Every epoch draws `images_per_category` new images of every demo category (the demo's categories, train and
+    test; fresh images, never the datasets' stimuli); accuracy is measured after each epoch on
+    `val_images_per_category` further fresh images per category. AdamW with a one-cycle learning-rate schedule.
+
+    Args:
+        demo_cfg: the demo data config (its seed and category counts define the categories).
+        image_size: side in px of the images the classifier is trained on and will see (preprocess.image_size).
+        out_dir: receives model.safetensors + config.json.
+        seed: fixes initialisation, batch order and the images drawn.
+        device: "auto" (CUDA when available, else CPU), "cpu", "cuda", ...
+        run: optional mindvis.tracking.JobRun: per-epoch train/loss, val/accuracy, val/top5; final summary.
+    Returns:
+        summary: n_classes, n_way, n_train_images (over all epochs), val_accuracy, val_top5, chance, epochs,
+        seconds.
+    """
+    if not 1 <= epochs <= MAX_EPOCHS:
+        raise ConfigError("demo classifier epochs out of range", value=epochs, expected=f"1..{MAX_EPOCHS}")
+    if min(images_per_category, val_images_per_category, batch_size, image_size - 7) < 1:
+        raise ConfigError("demo classifier sizes must be positive (images at least 8 px)",
+                          value={"images_per_category": images_per_category, "batch_size": batch_size,
+                                 "val_images_per_category": val_images_per_category, "image_size": image_size})
+    device = resolve_device(str(device))
+    torch.manual_seed(seed)
+    classes = category_table(demo_cfg)
+    arch = DemoClassifierArchitecture(num_classes=len(classes), width=width)
+    model = DemoClassifierNet(arch).to(device)
+    preprocess = make_preprocess(image_size, IMAGENET_MEAN, IMAGENET_STD)
+    val_images, val_labels = _fresh_set(demo_cfg, val_images_per_category, seed * 1000 + VALIDATION_EPOCH,
+                                        image_size)
+    steps_per_epoch = max(1, len(classes) * images_per_category // batch_size)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=learning_rate, weight_decay=weight_decay)
+    schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, learning_rate, total_steps=epochs * steps_per_epoch)
+    order_rng = torch.Generator().manual_seed(seed)
+    log.info("demo classifier: %d categories, %d fresh images per category and epoch, %d epochs, %d px, on %s",
+             len(classes), images_per_category, epochs, image_size, device)
+
+    started = time.perf_counter()
+    val_accuracy = val_top5 = 0.0
+    step = 0
+    for epoch in tqdm(range(epochs), desc="demo classifier", unit="epoch"):
+        images, labels = _fresh_set(demo_cfg, images_per_category, seed * 1000 + epoch, image_size)
+        order = torch.randperm(len(images), generator=order_rng).numpy()
+        model.train()
+        losses = []
+        for batch in range(steps_per_epoch):
+            rows = order[batch * batch_size:(batch + 1) * batch_size]
+            logits = model(_as_batch(images[rows], preprocess, device))
+            loss = F.cross_entropy(logits, torch.from_numpy(labels[rows]).to(device))
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            schedule.step()
+            losses.append(loss.item())
+            step += 1
+        val_accuracy, val_top5 = _accuracy(model, val_images, val_labels, preprocess, device, 4 * batch_size)
+        log.info("epoch %d: train loss %.3f, fresh-image accuracy %.3f (top-5 %.3f)", epoch, np.mean(losses),
+                 val_accuracy, val_top5)
+        if run is not None:
+            run.log_metrics({"train/loss": float(np.mean(losses)), "val/accuracy": val_accuracy,
+                             "val/top5": val_top5}, step=step)
+    seconds = time.perf_counter() - started
+
+    summary = {"n_classes": len(classes), "n_way": min(N_WAY_MAX, len(classes)),
+               "n_train_images": epochs * steps_per_epoch * batch_size, "n_val_images": len(val_images),
+               "val_accuracy": val_accuracy, "val_top5": val_top5, "chance": 1.0 / len(classes), "epochs": epochs,
+               "image_size": image_size, "seconds": round(seconds, 2)}
+    document = {
+        "architecture": asdict(arch),
+        "preprocess": {"input_px": image_size, "mean": list(IMAGENET_MEAN), "std": list(IMAGENET_STD)},
+        "classes": [{"index": c.index, "wnid": c.wnid, "name": c.name, "split": c.split} for c in classes],
+        "training": {**summary, "seed": seed, "images_per_category": images_per_category,
+                     "learning_rate": learning_rate, "weight_decay": weight_decay, "batch_size": batch_size},
+    }
+    save_own_format(out_dir, model.to("cpu").state_dict(), KIND, document)
+    if run is not None:
+        run.log_params({"demo_classifier.images_per_category": images_per_category, "demo_classifier.epochs": epochs,
+                        "demo_classifier.width": width, "demo_classifier.image_size": image_size})
+        run.log_metrics({k: v for k, v in summary.items() if isinstance(v, (int, float))}, step=step)
+    log.info("demo classifier: %.1f%% top-1 on fresh images (chance %.1f%%) after %.0f s; written to %s",
+             100 * val_accuracy, 100 * summary["chance"], seconds, out_dir)
+    return summary
+
+
+def is_demo_classifier(path: str | os.PathLike[str]) -> bool:
+    """Whether `path` is an own-format directory (or one of its files) written by train_demo_classifier."""
+    directory = own_format_dir(path)
+    if directory is None:
+        return False
+    try:
+        return json.loads((directory / "config.json").read_text()).get("kind") == KIND
+    except (OSError, ValueError, AttributeError):
+        return False
+
+
+@dataclass(frozen=True)
+class LoadedClassifier:
+    """A classifier ready for the metrics, with the names of its outputs (for tables)."""
+
+    classifier: ImageClassifier
+    class_names: tuple[str, ...]
+
+    @property
+    def n_classes(self) -> int:
+        return len(self.class_names)
+
+
+def load_demo_classifier(path: str | os.PathLike[str], device: str | torch.device = "cpu",
+                         batch_size: int = 64) -> LoadedClassifier:
+    """Load a train_demo_classifier output as an ImageClassifier (uint8 (N, H, W, 3) -> logits (N, C)).
+
+    Raises:
+        CheckpointError: not a demo classifier directory, or weights that do not fit its architecture.
+    """
+    state, document = read_own_format(path, kind=KIND)
+    try:
+        arch = DemoClassifierArchitecture(**document["architecture"])
+        pre = document["preprocess"]
+        names = tuple(entry["name"] for entry in document["classes"])
+        preprocess = make_preprocess(int(pre["input_px"]), tuple(pre["mean"]), tuple(pre["std"]))
+    except (KeyError, TypeError, ConfigError) as exc:
+        raise CheckpointError("demo classifier config.json is incomplete", path=path, value=str(exc),
+                              expected="architecture, preprocess and classes as train_demo_classifier writes them",
+                              hint="rerun the demo_classifier rule") from exc
+    model = DemoClassifierNet(arch)
+    try:
+        model.load_state_dict(state, strict=True)
+    except RuntimeError as exc:
+        raise CheckpointError("demo classifier weights do not fit its architecture", path=path,
+                              value=str(exc).splitlines()[0], expected=str(asdict(arch)),
+                              hint="rerun the demo_classifier rule") from exc
+    if len(names) != arch.num_classes:
+        raise CheckpointError("demo classifier names a different number of classes than it has outputs", path=path,
+                              value=len(names), expected=str(arch.num_classes))
+    device = resolve_device(str(device))
+    return LoadedClassifier(ImageClassifier(model, preprocess, device, batch_size), names)
+
