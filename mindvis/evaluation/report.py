@@ -1,0 +1,273 @@
+"""Summary pages for `snakemake --report`: the metrics of every evaluated subject in one table, and the training
+curves of the latest training jobs read back from the MLflow store.
+
+`summarize_results(results_root)` (the `report_summary` rule) writes to `<results_root>/report/`:
+    metrics_table.html   one self-contained table: per dataset / subject, MinD-Vis, the ridge baselines and chance
+                         for every metric (best method per metric in bold, direction in the header), with the n of
+                         the n-way metric, the skipped metrics and their reasons
+    metrics_table.csv    the same numbers, one row per dataset / subject / method
+    training_curves.png  one panel per training job (ldm_pretrain, demo_classifier, stage_a_*, stage_b_finetune):
+                         its logged loss curves (left axis) and validation scores (right axis) against the step
+
+The curves come from the latest FINISHED run of each job (rule + wildcards) in the store: the job whose outputs
+are in results_root, also when a later workflow invocation found it up to date and did not rerun it.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import logging
+import os
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")
+
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+
+from mindvis.errors import InputDataError  # noqa: E402
+from mindvis.evaluation.evaluate import METHOD_LABELS, METRICS_FILE, MINDVIS, RETRIEVAL, RIDGE  # noqa: E402
+from mindvis.evaluation.metrics import HIGHER_IS_BETTER, METRIC_NAMES  # noqa: E402
+from mindvis.io import atomic_directory  # noqa: E402
+from mindvis.tracking import target_for  # noqa: E402
+
+log = logging.getLogger(__name__)
+
+REPORT_DIR = "report"
+TABLE_HTML = "metrics_table.html"
+TABLE_CSV = "metrics_table.csv"
+CURVES_PNG = "training_curves.png"
+# Jobs whose curves are shown, in pipeline order.
+TRAINING_RULES = ("ldm_pretrain", "demo_classifier", "stage_a_pretrain", "stage_a_finetune", "stage_b_finetune")
+METHODS = (MINDVIS, RIDGE, RETRIEVAL, "chance")
+# Logged series that are not training curves: schedules, throughput, Lightning's epoch counter.
+_NOT_CURVES = ("lr", "samples_per_s", "epoch")
+
+
+# ---------------------------------------------------------------------------------------------- metrics table
+
+def find_metrics(results_root: str | os.PathLike[str]) -> list[Path]:
+    """Every `<results_root>/eval/<dataset>/<subject>/metrics.json`, sorted."""
+    return sorted(Path(results_root).glob(f"eval/*/*/{METRICS_FILE}"))
+
+
+def _read_metrics(path: Path) -> dict[str, Any]:
+    try:
+        document = json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        raise InputDataError(f"cannot read evaluation results ({exc})", path=path,
+                             expected="a metrics.json written by the evaluate rule",
+                             hint="rerun the evaluate rule for this subject") from exc
+    if not isinstance(document, dict) or MINDVIS not in document or "chance" not in document:
+        raise InputDataError("not an evaluation result", path=path, expected="metrics.json of the evaluate rule",
+                             hint="rerun the evaluate rule for this subject")
+    return document
+
+
+def metrics_frame(paths: Iterable[Path]) -> pd.DataFrame:
+    """One row per dataset / subject / method (mindvis, baselines, chance); columns n_way, n_test, n_samples and
+    every metric any subject has (NaN where a method lacks it)."""
+    rows = []
+    for path in paths:
+        document = _read_metrics(path)
+        for method in METHODS:
+            if method not in document:
+                continue
+            rows.append({"dataset": path.parent.parent.name, "subject": path.parent.name, "method": method,
+                         "n_way": document.get("n_way"), "n_test": document.get("n_test"),
+                         "n_samples": document.get("n_samples") if method == MINDVIS else 1,
+                         **document[method]})
+    frame = pd.DataFrame(rows, columns=["dataset", "subject", "method", "n_way", "n_test", "n_samples",
+                                        *METRIC_NAMES])
+    absent = [name for name in METRIC_NAMES if frame[name].isna().all()]
+    return frame.drop(columns=absent)
+
+
+def _best_methods(group: pd.DataFrame, metric: str) -> set[str]:
+    """Methods (not chance) with the best value of `metric` in one subject's rows."""
+    scored = group[(group["method"] != "chance") & group[metric].notna()]
+    if scored.empty:
+        return set()
+    best = scored[metric].max() if HIGHER_IS_BETTER[metric] else scored[metric].min()
+    return set(scored.loc[np.isclose(scored[metric], best), "method"])
+
+
+def metrics_table_html(frame: pd.DataFrame, notes: dict[tuple[str, str], list[str]]) -> str:
+    """A self-contained HTML page with the metrics table (see module docstring) and per-subject notes."""
+    metrics = [m for m in METRIC_NAMES if m in frame.columns]
+    head = "".join(f"<th title='{'higher' if HIGHER_IS_BETTER[m] else 'lower'} is better'>{html.escape(m)} "
+                   f"{'&uarr;' if HIGHER_IS_BETTER[m] else '&darr;'}</th>" for m in metrics)
+    body = []
+    for (dataset, subject), group in frame.groupby(["dataset", "subject"], sort=True):
+        best = {m: _best_methods(group, m) for m in metrics}
+        for i, row in enumerate(group.itertuples(index=False)):
+            row = row._asdict()
+            label = (f"<td rowspan='{len(group)}'>{html.escape(dataset)}</td>"
+                     f"<td rowspan='{len(group)}'>{html.escape(subject)}</td>") if i == 0 else ""
+            cells = []
+            for m in metrics:
+                value = row[m]
+                text = "&ndash;" if pd.isna(value) else f"{value:.3f}" if abs(value) < 100 else f"{value:.1f}"
+                cells.append(f"<td><b>{text}</b></td>" if row["method"] in best[m] else f"<td>{text}</td>")
+            css = " class='chance'" if row["method"] == "chance" else ""
+            body.append(f"<tr{css}>{label}<td>{html.escape(METHOD_LABELS[row['method']])}</td>{''.join(cells)}</tr>")
+    note_items = "".join(f"<li><b>{html.escape(d)} {html.escape(s)}</b>: {'; '.join(html.escape(t) for t in texts)}"
+                         f"</li>" for (d, s), texts in sorted(notes.items()))
+    return f"""<!DOCTYPE html>
+<html><head><meta charset="utf-8"><title>mindvis metrics</title>
+<style>
+body {{ font-family: sans-serif; font-size: 13px; margin: 1em; }}
+table {{ border-collapse: collapse; }}
+th, td {{ border: 1px solid #ccc; padding: 3px 7px; text-align: right; }}
+th {{ background: #f0f0f0; }}
+td:nth-child(-n+3) {{ text-align: left; }}
+tr.chance td {{ color: #777; font-style: italic; }}
+</style></head><body>
+<h3>Reconstruction metrics: MinD-Vis against ridge baselines and chance</h3>
+<p>Bold: best method per subject and metric (chance excluded); arrows: direction of better.
+MinD-Vis scores are means over its samples per test image (n-way: mean, and max over samples).
+Ridge baselines are fitted on the same subject's training split and scored on the same test images.</p>
+<table><thead><tr><th>dataset</th><th>subject</th><th>method</th>{head}</tr></thead>
+<tbody>{''.join(body)}</tbody></table>
+<ul>{note_items}</ul>
+</body></html>
+"""
+
+
+def _notes(path: Path) -> list[str]:
+    """Per-subject facts a reader needs beside the numbers: n, counts, classifier, skipped metrics."""
+    document = _read_metrics(path)
+    notes = [f"{document.get('n_test')} test images x {document.get('n_samples')} samples, "
+             f"{document.get('n_way')}-way top-1 (classifier: {document.get('classifier') or 'none'})"]
+    if "fid_n_images" in document:
+        notes.append("FID over " + ", ".join(f"{k} {v}" for k, v in document["fid_n_images"].items())
+                     + " images (biased at this size; compare only equal counts)")
+    skipped = document.get("skipped", {})
+    if skipped:
+        notes.append("skipped: " + "; ".join(f"{m} ({reason})" for m, reason in skipped.items()))
+    return notes
+
+
+# -------------------------------------------------------------------------------------------- training curves
+
+def latest_training_runs(tracking_uri: str, experiment: str) -> list[Any]:
+    """The latest FINISHED MLflow run of every training job (one per rule + wildcards), in pipeline order."""
+    from mlflow import MlflowClient  # heavy import, only when curves are drawn
+
+    client = MlflowClient(tracking_uri=tracking_uri)
+    found = client.get_experiment_by_name(experiment)
+    if found is None:
+        return []
+    runs = client.search_runs([found.experiment_id], "tags.`mindvis.kind` = 'job' and attributes.status = 'FINISHED'",
+                              order_by=["attributes.start_time DESC"], max_results=5000)
+    latest: dict[str, Any] = {}
+    for run in runs:
+        if run.data.tags.get("mindvis.rule") in TRAINING_RULES:
+            latest.setdefault(run.info.run_name, run)
+    return sorted(latest.values(), key=lambda r: (TRAINING_RULES.index(r.data.tags["mindvis.rule"]),
+                                                  r.info.run_name))
+
+
+def _curve_names(run: Any) -> list[str]:
+    return sorted(name for name in run.data.metrics if "/" in name and not name.endswith(_NOT_CURVES))
+
+
+def training_curves_figure(tracking_uri: str, experiment: str) -> plt.Figure:
+    """One panel per training job: loss series on the left axis (log scale), other scores on the right."""
+    from mlflow import MlflowClient
+
+    client = MlflowClient(tracking_uri=tracking_uri)
+    panels = []
+    for run in latest_training_runs(tracking_uri, experiment):
+        series = {}
+        for name in _curve_names(run):
+            history = sorted(client.get_metric_history(run.info.run_id, name), key=lambda m: (m.step, m.timestamp))
+            if len(history) > 1:
+                series[name] = ([m.step for m in history], [m.value for m in history])
+        if series:
+            panels.append((run.info.run_name, series))
+    if not panels:
+        return _message_figure(f"no finished training runs with curves in {tracking_uri}")
+    n_cols = 2 if len(panels) > 1 else 1
+    n_rows = -(-len(panels) // n_cols)
+    figure, axes = plt.subplots(n_rows, n_cols, figsize=(6.5 * n_cols, 3.0 * n_rows), squeeze=False)
+    for ax, (title, series) in zip(axes.flat, panels):
+        _draw_panel(ax, title, series)
+    for ax in list(axes.flat)[len(panels):]:
+        ax.axis("off")
+    figure.tight_layout()
+    return figure
+
+
+def _message_figure(text: str) -> plt.Figure:
+    figure, ax = plt.subplots(figsize=(7, 1.2))
+    ax.axis("off")
+    ax.text(0.5, 0.5, text, ha="center", va="center", fontsize=9)
+    return figure
+
+
+def _draw_panel(ax: plt.Axes, title: str, series: dict[str, tuple[list[int], list[float]]]) -> None:
+    losses = {k: v for k, v in series.items() if "loss" in k}
+    scores = {k: v for k, v in series.items() if "loss" not in k}
+    colours = iter(plt.rcParams["axes.prop_cycle"].by_key()["color"] * 3)
+    handles = []
+    for name, (steps, values) in losses.items():
+        handles += ax.plot(steps, values, color=next(colours), linewidth=1, label=name)
+    if losses:
+        positive = [v for _, values in losses.values() for v in values if v > 0]
+        if positive and len(positive) == sum(len(v) for _, v in losses.values()) and \
+                max(positive) > 10 * min(positive):
+            ax.set_yscale("log")  # losses falling over decades
+        ax.set_ylabel("loss")
+    if scores:
+        right = ax.twinx() if losses else ax
+        for name, (steps, values) in scores.items():
+            handles += right.plot(steps, values, color=next(colours), linewidth=1, marker="o", markersize=3,
+                                  label=name)
+        right.set_ylabel("score")
+    ax.set_title(title, fontsize=9)
+    ax.set_xlabel("step")
+    ax.legend(handles=handles, fontsize=7, loc="best")
+
+
+# ---------------------------------------------------------------------------------------------------- the job
+
+def summarize_results(results_root: str | os.PathLike[str], tracking_uri: str | None = None,
+                      experiment: str = "mindvis") -> dict[str, Path]:
+    """Write the report summary files (module docstring) to `<results_root>/report/`, atomically.
+
+    Args:
+        results_root: the workflow's results directory (eval/<dataset>/<subject>/metrics.json below it).
+        tracking_uri: the MLflow store; None = the embedded `sqlite:///<results_root>/mlflow.db`.
+        experiment: the MLflow experiment name (config tracking.experiment).
+    Returns:
+        {"metrics_table_html", "metrics_table_csv", "training_curves"}: the written files.
+    """
+    results_root = Path(results_root)
+    target = target_for(results_root, tracking_uri, experiment)
+    paths = find_metrics(results_root)
+    if not paths:
+        log.warning("no metrics.json under %s/eval: the metrics table is empty", results_root)
+    frame = metrics_frame(paths)
+    notes = {(p.parent.parent.name, p.parent.name): _notes(p) for p in paths}
+    embedded_store = results_root / "mlflow.db"
+    if tracking_uri is None and not embedded_store.is_file():
+        log.warning("no MLflow store at %s: the training curves figure is empty", embedded_store)
+        figure = _message_figure(f"no MLflow store at {embedded_store}")
+    else:
+        figure = training_curves_figure(target.uri, experiment)
+    out_dir = results_root / REPORT_DIR
+    with atomic_directory(out_dir) as tmp:
+        (tmp / TABLE_HTML).write_text(metrics_table_html(frame, notes))
+        frame.to_csv(tmp / TABLE_CSV, index=False, float_format="%.6g")
+        figure.savefig(tmp / CURVES_PNG, dpi=100)
+    plt.close(figure)
+    log.info("report summary of %d evaluated subjects written to %s", len(paths), out_dir)
+    return {"metrics_table_html": out_dir / TABLE_HTML, "metrics_table_csv": out_dir / TABLE_CSV,
+            "training_curves": out_dir / CURVES_PNG}
