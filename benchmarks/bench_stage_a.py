@@ -10,8 +10,9 @@ Variants (each measured in its own subprocess, so peak memory is per variant):
 - mindvis_bf16: bf16 autocast + fused AdamW (precision `auto` on GPU; `bf16-mixed` on CPUs with bf16 units).
 - mindvis_bf16_compiled (--compile): the same under torch.compile.
 
---profile adds where a step's time goes: encoder/decoder attention and MLP sublayers (forward + backward, timed in
-isolation on the step's token counts, times depth), the optimizer step (per-parameter loop vs fused), and the rest.
+--profile adds, per variant, where a step's time goes (measured with module hooks inside extra training steps):
+forward/backward of the encoder and decoder attention and MLP sublayers, the rest of forward + backward, and
+clipping + optimizer; plus the optimizer alone (per-parameter loop vs fused).
 Prints JSON. Reference figure from the brief: ~3 s/step (2.7 samples/s) at paper preset, batch 8, fp32, this CPU.
 
     python benchmarks/bench_stage_a.py --preset paper --batch 8 --steps 5 --device cpu [--profile] [--compile]
@@ -112,81 +113,103 @@ def measure_variant(args: argparse.Namespace) -> dict:
         synchronize(device)
         times.append(time.perf_counter() - started)
     seconds = statistics.median(times)
-    return {"s_per_step": round(seconds, 4), "samples_per_s": round(args.batch / seconds, 3),
-            "step_times_s": [round(t, 4) for t in times], "peak_memory_mb": round(peak_memory_mb(device), 1),
-            "final_loss": round(loss, 4), "parameters": count_parameters(model)}
+    result = {"s_per_step": round(seconds, 4), "samples_per_s": round(args.batch / seconds, 3),
+              "step_times_s": [round(t, 4) for t in times], "peak_memory_mb": round(peak_memory_mb(device), 1),
+              "final_loss": round(loss, 4), "parameters": count_parameters(model)}
+    if args.profile and not args.variant.endswith("_compiled"):  # hooks do not survive compilation
+        result["profile"] = profiled_steps(args.variant, model, batch, device, max(1, args.steps))
+    return result
 
 
-def time_fn(fn: Callable[[], None], device: torch.device, repeats: int) -> float:
-    fn()
-    synchronize(device)
-    started = time.perf_counter()
-    for _ in range(repeats):
-        fn()
-    synchronize(device)
-    return (time.perf_counter() - started) / repeats
+class StepProfiler:
+    """Wall time of a training step by part, measured inside real steps with module hooks.
+
+    Forward and backward of every attention and MLP sublayer are timed separately for the encoder (`blocks.*`) and
+    the decoder (`decoder_blocks.*`); the optimizer part is gradient clipping + AdamW step; `rest` is everything
+    else of forward + backward (patch embedding, masking, LayerNorms, residual adds, loss).
+    """
+
+    def __init__(self, model: MaskedBrainModel, device: torch.device) -> None:
+        self.device = device
+        self.seconds: dict[str, float] = {}
+        self._started: dict[int, float] = {}
+        for name, module in model.named_modules():
+            if isinstance(module, (SelfAttention, FeedForward)):
+                part = ("decoder" if name.startswith("decoder") else "encoder") + (
+                    "_attention" if isinstance(module, SelfAttention) else "_mlp")
+                module.register_forward_pre_hook(self._start_hook(module))
+                module.register_forward_hook(self._stop_hook(module, f"{part}_forward_s"))
+                module.register_full_backward_pre_hook(self._start_hook(module))
+                module.register_full_backward_hook(self._stop_hook(module, f"{part}_backward_s"))
+
+    def _now(self) -> float:
+        synchronize(self.device)
+        return time.perf_counter()
+
+    def _start_hook(self, module: nn.Module):
+        def hook(*_):
+            self._started[id(module)] = self._now()
+        return hook
+
+    def _stop_hook(self, module: nn.Module, key: str):
+        def hook(*_):
+            self.seconds[key] = self.seconds.get(key, 0.0) + self._now() - self._started.pop(id(module))
+        return hook
+
+    def add(self, key: str, seconds: float) -> None:
+        self.seconds[key] = self.seconds.get(key, 0.0) + seconds
 
 
-def sublayer_seconds(width: int, heads: int, mlp_ratio: float, tokens: int, batch: int, device: torch.device,
-                     dtype: torch.dtype | None, repeats: int) -> dict[str, float]:
-    """Forward + backward seconds of one pre-norm attention sublayer and one MLP sublayer on (batch, tokens, width)."""
-    norm, attention, mlp = nn.LayerNorm(width).to(device), SelfAttention(width, heads).to(device), \
-        FeedForward(width, mlp_ratio).to(device)
-    x = torch.randn(batch, tokens, width, device=device, requires_grad=True)
+def profiled_steps(variant: str, model: MaskedBrainModel, batch: torch.Tensor, device: torch.device, steps: int
+                   ) -> dict[str, float]:
+    """Mean seconds per part over `steps` hooked training steps (separate from the timed ones)."""
+    profiler = StepProfiler(model, device)
+    optimizer = make_optimizer(variant, model)
+    scaler = torch.amp.GradScaler("cuda") if variant == "reference_setup" and device.type == "cuda" else None
+    for _ in range(steps):
+        started = profiler._now()
+        with autocast_for(variant, device):
+            loss = model(batch, 0.75).loss
+        forward_done = profiler._now()
+        (scaler.scale(loss) if scaler is not None else loss).backward()
+        backward_done = profiler._now()
+        if scaler is not None:
+            scaler.unscale_(optimizer)
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 0.8)
+        if scaler is not None:
+            scaler.step(optimizer)
+            scaler.update()
+        else:
+            optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+        profiler.add("forward_s", forward_done - started)
+        profiler.add("backward_s", backward_done - forward_done)
+        profiler.add("clip_and_optimizer_s", profiler._now() - backward_done)
+    parts = {key: value / steps for key, value in profiler.seconds.items()}
+    sublayers = sum(v for k, v in parts.items() if k.startswith(("encoder_", "decoder_")))
+    parts["rest_of_forward_backward_s"] = parts["forward_s"] + parts["backward_s"] - sublayers
+    parts["step_s"] = parts["forward_s"] + parts["backward_s"] + parts["clip_and_optimizer_s"]
+    return {key: round(value, 4) for key, value in sorted(parts.items())}
 
-    def run(layer: nn.Module) -> Callable[[], None]:
-        def go() -> None:
-            with torch.autocast(device.type, dtype=dtype) if dtype else nullcontext():
-                out = layer(norm(x))
-            out.float().sum().backward()
-        return go
 
-    return {"attention": time_fn(run(attention), device, repeats), "mlp": time_fn(run(mlp), device, repeats)}
-
-
-def optimizer_seconds(model: nn.Module, device: torch.device, repeats: int) -> dict[str, float]:
+def optimizer_alone(args: argparse.Namespace) -> dict[str, float]:
+    """Clip + AdamW step on the full parameter set: PyTorch's per-parameter loop vs the fused kernel."""
+    device = torch.device(args.device)
+    model = MaskedBrainModel(MbmArchitecture.from_preset(args.preset, args.num_voxels)).to(device)
     for parameter in model.parameters():
         parameter.grad = torch.randn_like(parameter) * 1e-3
     result = {}
     for name, variant in (("adamw_per_parameter_loop", "reference_setup"), ("adamw_fused", "mindvis_fp32")):
         optimizer = make_optimizer(variant, model)
-
-        def go(optimizer=optimizer) -> None:
+        optimizer.step()  # allocates the moment buffers
+        synchronize(device)
+        started = time.perf_counter()
+        for _ in range(max(1, args.steps)):
             torch.nn.utils.clip_grad_norm_(model.parameters(), 0.8)
             optimizer.step()
-
-        result[name] = time_fn(go, device, repeats)
+        synchronize(device)
+        result[name] = round((time.perf_counter() - started) / max(1, args.steps), 4)
     return result
-
-
-def profile(args: argparse.Namespace, totals: dict[str, dict]) -> dict:
-    """Where a step's time goes, per precision (sublayers timed in isolation, scaled by depth)."""
-    device = torch.device(args.device)
-    arch = MbmArchitecture.from_preset(args.preset, args.num_voxels)
-    kept = int(arch.num_patches * 0.25) + 1  # + cls token
-    breakdown = {}
-    optimizer = optimizer_seconds(MaskedBrainModel(arch).to(device), device, max(1, args.steps // 2))
-    for label, dtype, variant, optimizer_key in (("fp32", None, "mindvis_fp32", "adamw_fused"),
-                                                 ("bf16", torch.bfloat16, "mindvis_bf16", "adamw_fused")):
-        encoder = sublayer_seconds(arch.embed_dim, arch.num_heads, arch.mlp_ratio, kept, args.batch, device, dtype,
-                                   args.steps)
-        decoder = sublayer_seconds(arch.decoder_embed_dim, arch.decoder_num_heads, arch.mlp_ratio,
-                                   arch.num_patches + 1, args.batch, device, dtype, args.steps)
-        parts = {
-            "encoder_attention_s": encoder["attention"] * arch.depth,
-            "encoder_mlp_s": encoder["mlp"] * arch.depth,
-            "decoder_attention_s": decoder["attention"] * arch.decoder_depth,
-            "decoder_mlp_s": decoder["mlp"] * arch.decoder_depth,
-            "clip_and_optimizer_s": optimizer[optimizer_key],
-        }
-        step = totals.get(variant, {}).get("s_per_step")
-        if step:
-            parts["rest_s"] = step - sum(parts.values())  # patch embedding, masking, norms, loss, overheads
-            parts["step_s"] = step
-        breakdown[label] = {k: round(v, 4) for k, v in parts.items()}
-    breakdown["optimizer_alone_s"] = {k: round(v, 4) for k, v in optimizer.items()}
-    breakdown["tokens"] = {"encoder": kept, "decoder": arch.num_patches + 1}
-    return breakdown
 
 
 def run_variant_subprocess(args: argparse.Namespace, variant: str) -> dict:
@@ -195,6 +218,8 @@ def run_variant_subprocess(args: argparse.Namespace, variant: str) -> dict:
                "--num-voxels", str(args.num_voxels)]
     if args.threads:
         command += ["--threads", str(args.threads)]
+    if args.profile:
+        command.append("--profile")
     done = subprocess.run(command, capture_output=True, text=True)
     if done.returncode != 0:
         return {"error": done.stderr.strip().splitlines()[-1] if done.stderr.strip() else f"rc {done.returncode}"}
@@ -254,7 +279,7 @@ def main() -> None:
         "reference_reported": REFERENCE_REPORTED if args.device == "cpu" and args.preset == "paper" else None,
     }
     if args.profile:
-        report["profile"] = profile(args, results)
+        report["optimizer_alone_s"] = optimizer_alone(args)
     report["load_average_before_after"] = [round(load_before[0], 2), round(os.getloadavg()[0], 2)]
     print(json.dumps(report, indent=2))
 
