@@ -306,7 +306,7 @@ def metrics_chart(document: dict[str, Any], title: str = "") -> plt.Figure:
     n_cols = min(4, max(1, len(names)))
     n_rows = -(-len(names) // n_cols)
     figure, axes = plt.subplots(n_rows, n_cols, figsize=(3.2 * n_cols, 2.6 * n_rows), squeeze=False)
-    for ax, name in zip(axes.flat, names):
+    for ax, name in zip(axes.flat, names, strict=False):  # more panels than metrics
         values = [document[m].get(name, np.nan) for m in methods]
         ax.bar(range(len(methods)), values, color=[METHOD_COLOURS[m] for m in methods])
         chance = document["chance"].get(name)
@@ -389,8 +389,8 @@ def evaluate_subject(samples_npz: str | os.PathLike[str], subject_dir: str | os.
         items = table["item"].to_numpy()
         tables.append(table.assign(method=method, stimulus_id=generated.stimulus_id[items],
                                    sample_id=generated.sample_id[items]))
-    document["chance"] = {name: float(v) for name, v in
-                          chance_levels(generated.ground_truth, cfg, networks).items()}
+    chance = chance_levels(generated.ground_truth, cfg, networks)  # reported for the computed metrics only
+    document["chance"] = {name: float(chance[name]) for name in document[MINDVIS] if name in chance}
     document["skipped"] = dict(sorted(skipped.items()))
     if fid_counts:
         document["fid_n_images"] = {**fid_counts, "ground_truth": n}

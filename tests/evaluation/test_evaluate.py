@@ -125,7 +125,8 @@ def test_metrics_json_has_exactly_the_public_layout(perfect):
     for method in ("mindvis", "baseline_ridge", "baseline_ridge_retrieval"):
         assert set(document[method]) == set(METRIC_NAMES) - NETWORK_METRICS, method
         assert all(isinstance(v, float) for v in document[method].values())
-    assert set(document["chance"]) <= set(METRIC_NAMES) and "fid" not in document["chance"]
+    # chance for every computed metric (FID compares sets: it has none)
+    assert set(document["chance"]) == set(document["mindvis"]) - {"fid", "fid64"}
     assert set(document["higher_is_better"]) == set(METRIC_NAMES)
 
 
@@ -240,3 +241,21 @@ def test_missing_weight_file_stops_before_scoring(subject, subject_images, tmp_p
     with pytest.raises(WeightsError, match="weight file not found"):
         evaluate_subject(npz, subject, tmp_path / "eval", cfg)
     assert not (tmp_path / "eval").exists()
+
+
+@pytest.mark.slow
+def test_with_every_metric_network_nothing_is_skipped(subject, subject_images, demo_classifier, full_eval_config,
+                                                      tmp_path):
+    """All metric networks from real-format weight files (random weights, tests/evaluation/conftest.py)."""
+    npz = write_samples(tmp_path / "samples.npz", subject_images)
+    cfg = replace(full_eval_config, pixel_metric_px=IMAGE_PX, baselines=CFG.baselines)
+    document = evaluate_subject(npz, subject, tmp_path / "eval", cfg, demo_classifier)
+    assert document["skipped"] == {}
+    for method in ("mindvis", "baseline_ridge", "baseline_ridge_retrieval"):
+        assert set(document[method]) == set(METRIC_NAMES), method
+    assert document["fid_n_images"] == {"mindvis": N_TEST * K, "baseline_ridge": N_TEST,
+                                        "baseline_ridge_retrieval": N_TEST, "ground_truth": N_TEST}
+    # the ground truth itself (each image K times) is far closer to the ground truth than blurry ridge images
+    assert document["mindvis"]["fid"] < 0.2 * document["baseline_ridge"]["fid"]
+    assert document["mindvis"]["alexnet2"] == 1.0 and document["mindvis"]["effnet_dist"] < 1e-2
+    assert document["chance"]["effnet_dist"] > 10 * document["mindvis"]["effnet_dist"]
