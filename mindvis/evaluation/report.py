@@ -197,7 +197,7 @@ def training_curves_figure(tracking_uri: str, experiment: str) -> plt.Figure:
     n_cols = 2 if len(panels) > 1 else 1
     n_rows = -(-len(panels) // n_cols)
     figure, axes = plt.subplots(n_rows, n_cols, figsize=(6.5 * n_cols, 3.0 * n_rows), squeeze=False)
-    for ax, (title, series) in zip(axes.flat, panels):
+    for ax, (title, series) in zip(axes.flat, panels, strict=False):  # more panels than jobs
         _draw_panel(ax, title, series)
     for ax in list(axes.flat)[len(panels):]:
         ax.axis("off")
