@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -46,11 +47,31 @@ def config_section(cfg: Config, dotted: str | None) -> dict[str, Any]:
     return {dotted: to_dict(node)}
 
 
+def is_rank_zero() -> bool:
+    """Whether this process is rank 0 of a distributed job (always true when not distributed).
+
+    Lightning's DDP launcher starts ranks > 0 as copies of the job script with LOCAL_RANK/NODE_RANK set; under srun
+    every task has SLURM_PROCID; torchrun sets RANK.
+    """
+    for variable in ("RANK", "SLURM_PROCID"):
+        if variable in os.environ:
+            return int(os.environ[variable]) == 0
+    return int(os.environ.get("NODE_RANK", 0)) == 0 and int(os.environ.get("LOCAL_RANK", 0)) == 0
+
+
 @contextlib.contextmanager
-def job(smk: Any) -> Iterator[tuple[Config, JobRun]]:
-    """Set up one Snakemake job: logging, resolved config, MLflow child run. Yields (config, run)."""
-    setup_logging(smk.log[0] if len(smk.log) else None)
+def job(smk: Any) -> Iterator[tuple[Config, JobRun | None]]:
+    """Set up one Snakemake job: logging, resolved config, MLflow child run. Yields (config, run).
+
+    In a distributed job only rank 0 owns the rule's log file and the MLflow run; other ranks get run=None and log
+    to stderr, so one job is one run however many processes train it.
+    """
     cfg = resolve(smk.config)
+    if not is_rank_zero():
+        setup_logging(None)
+        yield cfg, None
+        return
+    setup_logging(smk.log[0] if len(smk.log) else None)
     section = smk.params.get("config_section") if hasattr(smk.params, "get") else None
     params = {"preset": cfg.preset_name, "demo": cfg.demo, "seed": cfg.seed, **config_section(cfg, section)}
     commit = git_commit(Path(__file__).resolve().parent)

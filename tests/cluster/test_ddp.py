@@ -69,9 +69,6 @@ def test_only_rank_zero_writes_checkpoints_and_the_model(ddp_job):
     assert load_mbm(out).arch.num_voxels >= 150
 
 
-@pytest.mark.xfail(strict=True, reason="mindvis.workflow.job opens an MLflow child run in every process: Lightning's "
-                   "DDP launcher starts rank 1 as a second copy of the job script; job() should open the run (and "
-                   "the rule's log file) on rank 0 only")
 def test_one_mlflow_run_per_job_from_rank_zero(ddp_job):
     results, _ = ddp_job
     client = MlflowClient(tracking_uri=target_for(results).uri)
