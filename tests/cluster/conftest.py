@@ -16,7 +16,7 @@ import sys
 import time
 import urllib.request
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -124,9 +124,12 @@ def _stop_group(proc: subprocess.Popen) -> None:
 
 @dataclass(frozen=True)
 class PlannedJob:
+    """A job as Snakemake announces it: rule, wildcards, whether it ran in Snakemake's process, its resources."""
+
     rule: str
     wildcards: dict[str, str] = field(default_factory=dict)
     local: bool = False
+    resources: dict[str, Any] = field(default_factory=dict)
 
     @property
     def key(self) -> tuple[str, tuple[tuple[str, str], ...]]:
@@ -135,6 +138,15 @@ class PlannedJob:
 
 _JOB_HEADER = re.compile(r"^(local)?rule (\w+):$")
 _WILDCARDS = re.compile(r"^\s+wildcards: (.*)$")
+_RESOURCES = re.compile(r"^\s+resources: (.*)$")
+
+
+def _pairs(text: str) -> dict[str, str]:
+    return dict(item.split("=", 1) for item in text.split(", "))
+
+
+def _value(text: str) -> Any:
+    return int(text) if text.lstrip("-").isdigit() else text
 
 
 def jobs_in_log(text: str) -> list[PlannedJob]:
@@ -147,8 +159,9 @@ def jobs_in_log(text: str) -> list[PlannedJob]:
         if header := _JOB_HEADER.match(line):
             jobs.append(PlannedJob(header.group(2), {}, header.group(1) is not None))
         elif (wildcards := _WILDCARDS.match(line)) and jobs:
-            pairs = (item.split("=", 1) for item in wildcards.group(1).split(", "))
-            jobs[-1] = PlannedJob(jobs[-1].rule, dict(pairs), jobs[-1].local)
+            jobs[-1] = replace(jobs[-1], wildcards=_pairs(wildcards.group(1)))
+        elif (resources := _RESOURCES.match(line)) and jobs:
+            jobs[-1] = replace(jobs[-1], resources={k: _value(v) for k, v in _pairs(resources.group(1)).items()})
     assert jobs, f"no jobs announced in the Snakemake log:\n{text[-3000:]}"
     return jobs
 
