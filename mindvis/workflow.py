@@ -67,6 +67,8 @@ def job(smk: Any) -> Iterator[tuple[Config, JobRun | None]]:
     to stderr, so one job is one run however many processes train it.
     """
     cfg = resolve(smk.config)
+    if "torch" in sys.modules:  # intra-op threads = the job's cores (torch's default oversubscribes shared nodes)
+        sys.modules["torch"].set_num_threads(max(1, int(getattr(smk, "threads", 1) or 1)))
     if not is_rank_zero():
         setup_logging(None)
         yield cfg, None

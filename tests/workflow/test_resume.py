@@ -20,7 +20,8 @@ def test_killed_stage_a_pretrain_continues_from_saved_step(workdir):
     config["stage_a"] = {"pretrain": {"epochs": 40, "checkpoint_every_n_steps": 2, "batch_size": 8}}
     snakemake(workdir, "--cores", "2", "--until", "preprocess_hcp", config=config)
 
-    resume = workdir / "results" / ".resume" / "stage_a_pretrain" / "last.ckpt"
+    resume_root = workdir / "results" / ".resume" / "stage_a_pretrain"
+    resume = resume_root / "checkpoints" / "last.ckpt"
     cmd = [str(Path(sys.executable).with_name("snakemake")), "-s", str(ROOT / "Snakefile"), "--directory",
            str(workdir), "--configfile", str(workdir / "config.test.yaml"), "--cores", "2", "--until",
            "stage_a_pretrain"]
@@ -41,7 +42,7 @@ def test_killed_stage_a_pretrain_continues_from_saved_step(workdir):
     summary = json.loads((model.parent / "config.json").read_text())["training"]
     assert summary["resumed_from_step"] >= 2, summary
     assert summary["global_step"] > summary["resumed_from_step"]
-    assert not resume.parent.exists(), "resume state should be cleared once the job succeeded"
+    assert not resume_root.exists(), "resume state should be cleared once the job succeeded"
 
     client = MlflowClient(tracking_uri=f"sqlite:///{workdir / 'results' / 'mlflow.db'}")
     runs = client.search_runs([client.get_experiment_by_name("mindvis").experiment_id],
