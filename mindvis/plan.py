@@ -99,22 +99,23 @@ def resources(cfg: Config, rule: str) -> dict[str, Any]:
     """Snakemake `resources:` of `rule` from config (unset optional values omitted)."""
     res = cfg.resources_for(rule)
     values = {key: getattr(res, key) for key in SNAKEMAKE_RESOURCE_KEYS}
+    if not res.gpu:
+        values["gpu_model"] = None  # the SLURM executor would ask for `--gpus=<model>:0`
     return {key: value for key, value in values.items() if value is not None}
 
 
 def training_resources(cfg: Config, rule: str) -> dict[str, Any]:
     """Resources of a Lightning training rule: GPU and node counts follow `trainer.devices` / `trainer.num_nodes`.
 
-    When the rule asks for GPUs at all, it asks for `devices` of them on each of `num_nodes` nodes (one task per
-    device, as Lightning's DDP on SLURM expects); CPU-only training keeps the configured values.
+    When the rule asks for GPUs at all, it asks for `devices` of them per node on `num_nodes` nodes; the job runs as
+    one task and Lightning starts one process per device (mindvis.training.common.cluster_plugins).
     """
     values = resources(cfg, rule)
     trainer = cfg.trainer
     if values.get("gpu", 0) > 0:
-        values["gpu"] = trainer.devices
-    if trainer.num_nodes > 1 or trainer.devices > 1:
+        values["gpu"] = trainer.devices * trainer.num_nodes
+    if trainer.num_nodes > 1:
         values["nodes"] = trainer.num_nodes
-        values["tasks_per_node"] = trainer.devices
     return values
 
 

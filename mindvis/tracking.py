@@ -103,22 +103,23 @@ def start_pipeline_run(target: TrackingTarget, config: Mapping[str, Any], commit
     return run_id
 
 
-def _close_abandoned_runs(client: MlflowClient, experiment_id: str, previous_parent: str | None) -> None:
-    """Mark the previous invocation's still-RUNNING runs KILLED: a killed workflow (or job) cannot close its own.
+def _close_abandoned_runs(client: MlflowClient, experiment_id: str, parent: str | None) -> None:
+    """Mark `parent`'s still-RUNNING child runs (and `parent` itself) KILLED: a killed job cannot close its own run.
 
-    Snakemake locks the working directory, so when a new invocation starts on this results_root, no job of the
-    previous one is alive any more.
+    Called when an invocation ends (its jobs are all done, so any RUNNING child was killed or preempted and rerun)
+    and when a new one starts on the same results_root (Snakemake's directory lock means no job of the previous
+    invocation is alive any more).
     """
-    if previous_parent is None:
+    if parent is None:
         return
     killed = RunStatus.to_string(RunStatus.KILLED)
-    stale = client.search_runs([experiment_id], f"tags.`mlflow.parentRunId` = '{previous_parent}' "
+    stale = client.search_runs([experiment_id], f"tags.`mlflow.parentRunId` = '{parent}' "
                                                 "and attributes.status = 'RUNNING'")
     for run in stale:
         client.set_terminated(run.info.run_id, killed)
     try:
-        if client.get_run(previous_parent).info.status == "RUNNING":
-            client.set_terminated(previous_parent, killed)
+        if client.get_run(parent).info.status == "RUNNING":
+            client.set_terminated(parent, killed)
     except mlflow.exceptions.MlflowException:
         pass  # the previous parent lives in another store or was deleted
 
@@ -129,7 +130,9 @@ def end_pipeline_run(target: TrackingTarget, success: bool) -> None:
     if run_id is None:
         return
     status = RunStatus.to_string(RunStatus.FINISHED if success else RunStatus.FAILED)
-    MlflowClient(tracking_uri=target.uri).set_terminated(run_id, status)
+    client = MlflowClient(tracking_uri=target.uri)
+    client.set_terminated(run_id, status)
+    _close_abandoned_runs(client, ensure_experiment(target), run_id)
 
 
 def parent_run_id(target: TrackingTarget) -> str | None:

@@ -50,13 +50,12 @@ def config_section(cfg: Config, dotted: str | None) -> dict[str, Any]:
 def is_rank_zero() -> bool:
     """Whether this process is rank 0 of a distributed job (always true when not distributed).
 
-    Lightning's DDP launcher starts ranks > 0 as copies of the job script with LOCAL_RANK/NODE_RANK set; under srun
-    every task has SLURM_PROCID; torchrun sets RANK.
+    Lightning's DDP launcher starts ranks > 0 as copies of the job script with LOCAL_RANK/NODE_RANK set (inside a
+    SLURM step whose SLURM_PROCID is 0 for all of them); under srun every task has SLURM_PROCID; torchrun sets RANK.
+    So a process is rank 0 only if every rank variable that is set says 0.
     """
-    for variable in ("RANK", "SLURM_PROCID"):
-        if variable in os.environ:
-            return int(os.environ[variable]) == 0
-    return int(os.environ.get("NODE_RANK", 0)) == 0 and int(os.environ.get("LOCAL_RANK", 0)) == 0
+    variables = ("RANK", "LOCAL_RANK", "NODE_RANK", "SLURM_PROCID")
+    return all(int(os.environ[v]) == 0 for v in variables if v in os.environ)
 
 
 @contextlib.contextmanager

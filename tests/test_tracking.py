@@ -72,3 +72,13 @@ def test_new_invocation_marks_the_killed_previous_runs(tmp_path):
     assert client.get_run(orphan.info.run_id).info.status == "KILLED"
     assert client.get_run(first).info.status == "KILLED"
     assert client.get_run(second).info.status == "RUNNING"
+
+
+def test_ending_the_pipeline_marks_children_left_running_killed(tmp_path):
+    target = tracking.target_for(tmp_path)
+    parent = tracking.start_pipeline_run(target, {}, commit="x")
+    client = MlflowClient(tracking_uri=target.uri)
+    preempted = client.create_run(tracking.ensure_experiment(target), tags={"mlflow.parentRunId": parent})
+    tracking.end_pipeline_run(target, success=True)
+    assert client.get_run(preempted.info.run_id).info.status == "KILLED"
+    assert client.get_run(parent).info.status == "FINISHED"

@@ -17,6 +17,7 @@ from typing import Any
 
 import pytorch_lightning as pl
 import torch
+from lightning_fabric.plugins.environments import LightningEnvironment
 from torch import nn
 
 from mindvis.config.runtime import TrainerConfig
@@ -110,6 +111,20 @@ class ThroughputMonitor(pl.Callback):
             self._since, self._samples = time.perf_counter(), 0
 
 
+def cluster_plugins(trainer_cfg: TrainerConfig) -> list[Any]:
+    """Cluster environment for the Trainer.
+
+    The Snakemake SLURM executor runs every job as a single-task job step (`srun -n1`). Lightning would then take
+    SLURM's one task as the whole world and train on one device; with one node, letting Lightning launch its own
+    `devices` processes (LightningEnvironment) uses every allocated device instead.
+    """
+    wants_processes = trainer_cfg.devices * trainer_cfg.num_nodes > 1
+    if wants_processes and trainer_cfg.num_nodes == 1 and os.environ.get("SLURM_NTASKS", "1") == "1" \
+            and "SLURM_JOB_ID" in os.environ:
+        return [LightningEnvironment()]
+    return []
+
+
 def build_trainer(trainer_cfg: TrainerConfig, *, max_epochs: int, callbacks: list[pl.Callback], logger: Any,
                   log_every_n_steps: int, gradient_clip_val: float | None, default_root_dir: Path,
                   has_validation: bool, check_val_every_n_epoch: int = 1) -> pl.Trainer:
@@ -119,6 +134,7 @@ def build_trainer(trainer_cfg: TrainerConfig, *, max_epochs: int, callbacks: lis
         devices=trainer_cfg.devices,
         num_nodes=trainer_cfg.num_nodes,
         strategy=trainer_cfg.strategy,
+        plugins=cluster_plugins(trainer_cfg) or None,
         precision=resolve_precision(trainer_cfg),
         max_epochs=max_epochs,
         callbacks=callbacks,
