@@ -42,7 +42,7 @@ import numpy as np
 import torch
 
 from mindvis.config.evaluation import EvaluationConfig
-from mindvis.evaluation.evaluate import per_image_scores
+from mindvis.evaluation.evaluate import classifier_config, load_classifier, per_image_scores
 from mindvis.evaluation.metrics import pixcorr, ssim_gray
 from mindvis.evaluation.networks import load_networks, resolve_device
 from mindvis.evaluation.sampling import generate
@@ -86,20 +86,6 @@ def test_items(model, subject: Path | None, items: int | None, seed: int) -> tup
     return np.asarray(data.fmri[rows], dtype=np.float32), images
 
 
-def load_classifier(path: Path | None, arch: str, cfg: EvaluationConfig):
-    """(ImageClassifier, class names or None) for a demo classifier directory or a torchvision state dict."""
-    if path is None:
-        return None, None
-    from mindvis.training.demo_classifier import is_demo_classifier, load_demo_classifier
-
-    if is_demo_classifier(path):
-        loaded = load_demo_classifier(path, resolve_device(cfg.device), cfg.batch_size)
-        return loaded.classifier, loaded.class_names
-    user = dataclasses.replace(cfg, classifier_arch=arch,
-                               weights=dataclasses.replace(cfg.weights, classifier=path))
-    return load_networks(user).classifier, None
-
-
 def paired_difference(a: np.ndarray, b: np.ndarray) -> dict[str, float]:
     """Mean and standard error of the per-item difference a - b (items on axis 0)."""
     difference = np.asarray(a, dtype=np.float64) - np.asarray(b, dtype=np.float64)
@@ -135,8 +121,12 @@ def main(argv: list[str] | None = None) -> dict:
     else:
         model = tiny_random_model()
     fmri, ground_truth = test_items(model, args.subject, args.items, args.seed)
-    cfg = EvaluationConfig(n_way=args.n_way, pixel_metric_px=args.pixel_px, device=str(device), seed=args.seed)
-    classifier, names = load_classifier(args.classifier, args.classifier_arch, cfg)
+    cfg = EvaluationConfig(n_way=args.n_way, pixel_metric_px=args.pixel_px, device=str(device), seed=args.seed,
+                           classifier_arch=args.classifier_arch)
+    cfg, demo_classifier = classifier_config(cfg, args.classifier)
+    user_classifier = load_networks(cfg).classifier if cfg.weights.classifier is not None else None
+    choice = load_classifier(cfg, demo_classifier, user_classifier)
+    classifier, names = choice.classifier, choice.class_names
     if classifier is not None:
         n_classes = classifier.logits(ground_truth[:1] if ground_truth is not None else
                                       np.zeros((1, 8, 8, 3), np.uint8)).shape[1]

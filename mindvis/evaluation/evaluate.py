@@ -187,8 +187,8 @@ class _MemoClassifier(ImageClassifier):
     """An ImageClassifier that remembers the logits of image batches it has seen (by content), so the per-image
     table, the aggregate metrics and the retrieval baseline run the (possibly ViT-H) network once per batch."""
 
-    def __init__(self, inner: ImageClassifier) -> None:  # noqa: D107 - shares the inner classifier's network
-        self.network = inner.network
+    def __init__(self, inner: ImageClassifier) -> None:
+        self.network = inner.network  # the inner classifier's network and preprocessing, shared
         self._memo: dict[str, np.ndarray] = {}
 
     def logits(self, images: np.ndarray) -> np.ndarray:
@@ -208,10 +208,14 @@ class ClassifierChoice:
     description: str | None
 
 
-def _choose_classifier(cfg: EvaluationConfig, classifier_path: str | os.PathLike[str] | None
-                       ) -> tuple[EvaluationConfig, Path | None]:
-    """Config whose weights.classifier is `classifier_path` when that is a torchvision state dict (a user's
-    classifier); the demo classifier's directory is returned separately (it has its own loader)."""
+def classifier_config(cfg: EvaluationConfig, classifier_path: str | os.PathLike[str] | None
+                      ) -> tuple[EvaluationConfig, Path | None]:
+    """(config, demo classifier directory or None) for an n-way classifier given by path.
+
+    A torchvision state dict (a user's classifier of cfg.classifier_arch) becomes cfg.weights.classifier, so
+    check_weights / load_networks treat it as configured; a demo_classifier directory is returned separately (it
+    has its own loader) with weights.classifier cleared; None keeps cfg as it is.
+    """
     if classifier_path is None:
         return cfg, None
     if is_demo_classifier(classifier_path):
@@ -220,8 +224,10 @@ def _choose_classifier(cfg: EvaluationConfig, classifier_path: str | os.PathLike
     return dataclasses.replace(cfg, weights=dataclasses.replace(cfg.weights, classifier=Path(classifier_path))), None
 
 
-def _load_classifier(cfg: EvaluationConfig, demo_path: Path | None, networks_classifier: ImageClassifier | None
-                     ) -> ClassifierChoice:
+def load_classifier(cfg: EvaluationConfig, demo_path: Path | None, networks_classifier: ImageClassifier | None
+                    ) -> ClassifierChoice:
+    """The n-way classifier: the demo classifier at `demo_path`, else the one load_networks(cfg) built, else none.
+    It remembers the logits of batches it saw, so repeated scoring of the same images costs one pass."""
     if demo_path is not None:
         loaded = load_demo_classifier(demo_path, resolve_device(cfg.device), cfg.batch_size)
         return ClassifierChoice(_MemoClassifier(loaded.classifier), loaded.class_names,
@@ -351,12 +357,12 @@ def evaluate_subject(samples_npz: str | os.PathLike[str], subject_dir: str | os.
         the metrics.json document.
     """
     started = time.perf_counter()
-    cfg, demo_classifier = _choose_classifier(cfg, classifier_path)
+    cfg, demo_classifier = classifier_config(cfg, classifier_path)
     check_weights(cfg)  # a wrong weight file fails here, before anything expensive
     generated = read_samples(samples_npz)
     data = ridge_inputs(subject_dir, generated)
     networks = load_networks(cfg)
-    choice = _load_classifier(cfg, demo_classifier, networks.classifier)
+    choice = load_classifier(cfg, demo_classifier, networks.classifier)
     cfg = dataclasses.replace(cfg, n_way=_effective_n_way(cfg, choice.classifier, generated.ground_truth))
     n, k = generated.samples.shape[:2]
     log.info("evaluating %d test stimuli x %d samples (%d-way, classifier: %s)", n, k, cfg.n_way,

@@ -110,7 +110,7 @@ def _accuracy(model: DemoClassifierNet, images: np.ndarray, labels: np.ndarray, 
 
 
 def train_demo_classifier(demo_cfg: DemoDataConfig, image_size: int, out_dir: str | os.PathLike[str], seed: int,
-                          device: str | torch.device = "auto", run: Any = None, *, images_per_category: int = 32,
+                          device: str | torch.device = "auto", run: Any = None, *, images_per_category: int = 24,
                           val_images_per_category: int = 4, epochs: int = 6, batch_size: int = 64,
                           learning_rate: float = 3e-3, weight_decay: float = 0.05, width: int = 32
                           ) -> dict[str, Any]:
