@@ -19,6 +19,10 @@ from mindvis.config import resolve
 plan.share_checkout_with_jobs(workflow.basedir)
 CFG = resolve(config, source="config")
 RESULTS = str(CFG.results_root)
+plan.check_weight_files(CFG)
+
+
+report: "report/workflow.rst"
 
 
 wildcard_constraints:
@@ -29,6 +33,8 @@ include: "rules/tracking.smk"
 include: "rules/demo.smk"
 include: "rules/preprocess.smk"
 include: "rules/stage_a.smk"
+include: "rules/stage_b.smk"
+include: "rules/evaluate.smk"
 
 
 rule all:

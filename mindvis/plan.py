@@ -147,12 +147,58 @@ def stage_a_init(cfg: Config) -> str:
     return str(Path(cfg.results_root, "stage_a", "pretrain", "model.safetensors"))
 
 
+def pretrained_ldm(cfg: Config) -> str:
+    """The label2img-layout LDM Stage B starts from: `stage_b.pretrained_ldm`, or the demo's ldm_pretrain output."""
+    if cfg.stage_b.pretrained_ldm is not None:
+        return str(cfg.stage_b.pretrained_ldm)
+    if not cfg.demo:
+        raise ConfigError("Stage B needs a pretrained latent diffusion model", path="stage_b.pretrained_ldm",
+                          value=None, expected="a directory with the CompVis label2img model.ckpt + config.yaml",
+                          hint="download MinD-Vis' pretrains/ldm/label2img and set stage_b.pretrained_ldm, or set "
+                               "stage_b.finetuned to a finetuned.pth to only generate")
+    return str(Path(cfg.results_root, "ldm_pretrain", "model.ckpt"))
+
+
+def stage_b_model(cfg: Config, dataset: str = "{dataset}", subject: str = "{subject}") -> str:
+    """The Stage B model `generate` reads: `stage_b.finetuned`, else the stage_b_finetune output (stage_b.json)."""
+    if cfg.stage_b.finetuned is not None:
+        return str(cfg.stage_b.finetuned)
+    return str(Path(cfg.results_root, "stage_b", dataset, subject, "stage_b.json"))
+
+
+def n_way_classifier(cfg: Config) -> list[str]:
+    """The n-way classifier evaluate needs as an input: the demo classifier in demo mode without configured weights."""
+    if cfg.demo and cfg.evaluation.weights.classifier is None:
+        return [str(Path(cfg.results_root, "demo_classifier", "model.safetensors"))]
+    return []
+
+
+def check_weight_files(cfg: Config) -> None:
+    """Fail at start (before any job) when a configured metric-network file does not exist."""
+    for key, path in vars(cfg.evaluation.weights).items():
+        if path is not None and not Path(path).is_file():
+            raise ConfigError("configured metric-network weights not found", path=f"evaluation.weights.{key}",
+                              value=str(path), expected="an existing local weight file (nothing is downloaded)",
+                              hint=f"fix the path, or set evaluation.weights.{key}: null to skip its metrics")
+
+
+def eval_dir(cfg: Config, dataset: str = "{dataset}", subject: str = "{subject}") -> Path:
+    return Path(cfg.results_root, "eval", dataset, subject)
+
+
+REPORT_FILES = ("metrics_table.html", "metrics_table.csv", "training_curves.png")
+
+
 def final_outputs(cfg: Config) -> list[str]:
-    """What `snakemake` (rule all) builds: every stage's final files for the configured datasets and subjects."""
+    """What `snakemake` (rule all) builds: every subject preprocessed, every target evaluated, the report summary."""
     outputs: list[str] = []
     for dataset in cfg.datasets:
         for subject in subjects(cfg, dataset):
             outputs += preprocessed_outputs(cfg, dataset, subject).values()
     for dataset, subject in targets(cfg):
-        outputs.append(str(Path(cfg.results_root, "stage_a", "finetune", dataset, subject, "model.safetensors")))
+        outputs.append(str(eval_dir(cfg, dataset, subject) / "metrics.json"))
+    if targets(cfg):
+        outputs += [str(Path(cfg.results_root, "report", name)) for name in REPORT_FILES]
+    elif cfg.stage_a.pretrained is None and "HCP" in cfg.datasets:
+        outputs.append(str(Path(cfg.results_root, "stage_a", "pretrain", "model.safetensors")))
     return outputs

@@ -1,0 +1,95 @@
+# Generation from held-out fMRI, scoring against the ridge baselines and chance, and the report's summary.
+
+if CFG.demo and CFG.evaluation.weights.classifier is None:
+
+    rule demo_classifier:
+        output:
+            model=f"{RESULTS}/demo_classifier/model.safetensors",
+            config=f"{RESULTS}/demo_classifier/config.json",
+        params:
+            config_section="demo_data",
+        log:
+            f"{RESULTS}/logs/demo_classifier.log",
+        threads: CFG.resources_for("demo_classifier").cpus_per_task
+        resources:
+            **plan.resources(CFG, "demo_classifier"),
+        conda:
+            "../envs/torch.yaml"
+        script:
+            "../workflow_scripts/demo_classifier.py"
+
+
+rule generate:
+    input:
+        model=plan.stage_b_model(CFG),
+        samples=f"{RESULTS}/preprocessed/{{dataset}}/{{subject}}/samples.parquet",
+        fmri=f"{RESULTS}/preprocessed/{{dataset}}/{{subject}}/fmri.npy",
+        stimuli=f"{RESULTS}/preprocessed/{{dataset}}/{{subject}}/stimuli.npz",
+    output:
+        samples=f"{RESULTS}/eval/{{dataset}}/{{subject}}/samples.npz",
+        images=directory(f"{RESULTS}/eval/{{dataset}}/{{subject}}/samples"),
+        grid=report(f"{RESULTS}/eval/{{dataset}}/{{subject}}/grid.png", caption="../report/captions/grid.rst",
+                    category="1. Reconstructions", subcategory="{dataset} {subject}"),
+    wildcard_constraints:
+        dataset="GOD|BOLD5000",
+    params:
+        config_section="stage_b.sampling",
+    log:
+        f"{RESULTS}/logs/generate/{{dataset}}/{{subject}}.log",
+    threads: CFG.resources_for("generate").cpus_per_task
+    resources:
+        **plan.resources(CFG, "generate"),
+    conda:
+        "../envs/torch.yaml"
+    script:
+        "../workflow_scripts/generate.py"
+
+
+rule evaluate:
+    input:
+        generated=f"{RESULTS}/eval/{{dataset}}/{{subject}}/samples.npz",
+        samples=f"{RESULTS}/preprocessed/{{dataset}}/{{subject}}/samples.parquet",
+        fmri=f"{RESULTS}/preprocessed/{{dataset}}/{{subject}}/fmri.npy",
+        stimuli=f"{RESULTS}/preprocessed/{{dataset}}/{{subject}}/stimuli.npz",
+        classifier=plan.n_way_classifier(CFG),
+    output:
+        metrics=f"{RESULTS}/eval/{{dataset}}/{{subject}}/metrics.json",
+        per_image=report(f"{RESULTS}/eval/{{dataset}}/{{subject}}/per_image.csv",
+                         caption="../report/captions/per_image.rst", category="2. Metrics",
+                         subcategory="{dataset} {subject}"),
+        comparison=report(f"{RESULTS}/eval/{{dataset}}/{{subject}}/comparison.png",
+                          caption="../report/captions/comparison.rst", category="1. Reconstructions",
+                          subcategory="{dataset} {subject}"),
+        chart=report(f"{RESULTS}/eval/{{dataset}}/{{subject}}/metrics_chart.png",
+                     caption="../report/captions/metrics_chart.rst", category="2. Metrics",
+                     subcategory="{dataset} {subject}"),
+    wildcard_constraints:
+        dataset="GOD|BOLD5000",
+    params:
+        config_section="evaluation",
+    log:
+        f"{RESULTS}/logs/evaluate/{{dataset}}/{{subject}}.log",
+    threads: CFG.resources_for("evaluate").cpus_per_task
+    resources:
+        **plan.resources(CFG, "evaluate"),
+    conda:
+        "../envs/torch.yaml"
+    script:
+        "../workflow_scripts/evaluate.py"
+
+
+rule report_summary:
+    input:
+        [str(plan.eval_dir(CFG, ds, s) / "metrics.json") for ds, s in plan.targets(CFG)],
+    output:
+        table=report(f"{RESULTS}/report/metrics_table.html", caption="../report/captions/metrics_table.rst",
+                     category="2. Metrics"),
+        csv=f"{RESULTS}/report/metrics_table.csv",
+        curves=report(f"{RESULTS}/report/training_curves.png", caption="../report/captions/training_curves.rst",
+                      category="3. Training"),
+    log:
+        f"{RESULTS}/logs/report_summary.log",
+    conda:
+        "../envs/torch.yaml"
+    script:
+        "../workflow_scripts/report_summary.py"

@@ -1,0 +1,49 @@
+# Stage B: the fMRI-conditioned latent diffusion model (DC-LDM), fine-tuned per target subject from its A2 encoder
+# and a pretrained label2img LDM (real: stage_b.pretrained_ldm; demo: ldm_pretrain trains a tiny stand-in).
+# stage_b.finetuned (a MinD-Vis finetuned.pth) skips training: generate reads it directly.
+
+if CFG.demo and CFG.stage_b.pretrained_ldm is None and CFG.stage_b.finetuned is None:
+
+    rule ldm_pretrain:
+        output:
+            ckpt=f"{RESULTS}/ldm_pretrain/model.ckpt",
+            config=f"{RESULTS}/ldm_pretrain/config.yaml",
+        params:
+            config_section="stage_b",
+            resume_dir=plan.resume_dir(CFG, "ldm_pretrain"),
+        log:
+            f"{RESULTS}/logs/ldm_pretrain.log",
+        threads: CFG.resources_for("ldm_pretrain").cpus_per_task
+        resources:
+            **plan.training_resources(CFG, "ldm_pretrain"),
+        conda:
+            "../envs/torch.yaml"
+        script:
+            "../workflow_scripts/ldm_pretrain.py"
+
+
+if CFG.stage_b.finetuned is None:
+
+    rule stage_b_finetune:
+        input:
+            encoder=f"{RESULTS}/stage_a/finetune/{{dataset}}/{{subject}}/model.safetensors",
+            ldm=plan.pretrained_ldm(CFG),
+            samples=f"{RESULTS}/preprocessed/{{dataset}}/{{subject}}/samples.parquet",
+            fmri=f"{RESULTS}/preprocessed/{{dataset}}/{{subject}}/fmri.npy",
+            stimuli=f"{RESULTS}/preprocessed/{{dataset}}/{{subject}}/stimuli.npz",
+        output:
+            model=f"{RESULTS}/stage_b/{{dataset}}/{{subject}}/stage_b.json",
+        wildcard_constraints:
+            dataset="GOD|BOLD5000",
+        params:
+            config_section="stage_b",
+            resume_dir=lambda wc: plan.resume_dir(CFG, "stage_b_finetune", wc.dataset, wc.subject),
+        log:
+            f"{RESULTS}/logs/stage_b_finetune/{{dataset}}/{{subject}}.log",
+        threads: CFG.resources_for("stage_b_finetune").cpus_per_task
+        resources:
+            **plan.training_resources(CFG, "stage_b_finetune"),
+        conda:
+            "../envs/torch.yaml"
+        script:
+            "../workflow_scripts/stage_b_finetune.py"
