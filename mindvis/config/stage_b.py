@@ -122,14 +122,14 @@ class LdmPretrainConfig:
     """
 
     images_per_category: int = field(default=8, metadata={"minimum": 1})
-    vq_epochs: int = field(default=6, metadata={"minimum": 1})
-    unet_epochs: int = field(default=10, metadata={"minimum": 1})
-    batch_size: int = field(default=32, metadata={"minimum": 1})
-    vq_lr: float = field(default=2e-3, metadata={"exclusiveMinimum": 0})
+    vq_epochs: int = field(default=5, metadata={"minimum": 1})
+    unet_epochs: int = field(default=3, metadata={"minimum": 1})
+    batch_size: int = field(default=16, metadata={"minimum": 1})
+    vq_lr: float = field(default=3e-3, metadata={"exclusiveMinimum": 0})
     unet_lr: float = field(default=2e-3, metadata={"exclusiveMinimum": 0})
     vq_crop_px: int | None = field(default=32, metadata={
         "minimum": 8, "description": "the VQ trains on random crops of this side (it is convolutional); null = whole"})
-    gradient_loss_weight: float = field(default=1.0, metadata={
+    gradient_loss_weight: float = field(default=0.0, metadata={
         "minimum": 0, "description": "weight of the L1 loss on image gradients (sharper edges) beside pixel L1"})
     commitment_weight: float = field(default=0.25, metadata={"minimum": 0})
     sample_classes: int = field(default=8, metadata={"minimum": 1, "description": "categories in the sample grid"})
@@ -179,6 +179,10 @@ class SamplingConfig:
         return self.scheduler or "plms"
 
     @property
+    def resolved_n_samples(self) -> int:
+        return self.n_samples if self.n_samples is not None else 5  # the reference's 5 per fMRI
+
+    @property
     def resolved_steps(self) -> int:
         return self.steps if self.steps is not None else DEFAULT_SAMPLER_STEPS[self.resolved_scheduler]
 
@@ -207,8 +211,8 @@ STAGE_B_PRESETS: dict[str, dict] = {
         "sampling": {"scheduler": "plms", "n_samples": 5},
     },
     "demo": {
-        "architecture": {"model_channels": 32, "channel_mult": [1, 2], "attention_resolutions": [2],
-                         "context_dim": 64, "vq_channels": 32, "vq_channel_mult": [1, 2, 2],
+        "architecture": {"model_channels": 64, "channel_mult": [1, 2], "attention_resolutions": [2],
+                         "context_dim": 64, "vq_channels": 64, "vq_channel_mult": [1, 1, 2],
                          "vq_num_res_blocks": 1, "vq_num_embeddings": 256},
         "training": {"learning_rate": 1e-3, "epochs": 2, "batch_size": {"GOD": 8, "BOLD5000": 8},
                      "val_items": 4, "val_every_n_epochs": 1, "val_steps": 10, "checkpoint_every_n_steps": 25},
