@@ -1,0 +1,178 @@
+"""Generation job: images from a subject's averaged test fMRI with a Stage-B model, written for evaluation.
+
+`generate_subject` is what the workflow's `generate` rule calls. Outputs (written together, atomically):
+    samples.npz   samples uint8 (N, K, H, W, 3), ground_truth uint8 (N, H, W, 3), stimulus_id str (N,),
+                  sample_id int64 (N,) (the contract's sample_id of each averaged test row)
+    samples/      <stimulus_id>_<k>.png, one file per generated image
+    grid.png      one row per test stimulus: its ground truth, then its K samples, with labels
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from PIL import Image, ImageDraw, ImageFont
+
+from mindvis.checkpoints.stage_b import load_stage_b
+from mindvis.config.stage_b import SamplingConfig
+from mindvis.data.contract import read_subject
+from mindvis.data.images import resize_images
+from mindvis.data.pairs import averaged_test_rows
+from mindvis.errors import ConfigError
+from mindvis.evaluation.sampling import generate
+from mindvis.io import atomic_directory
+
+log = logging.getLogger(__name__)
+
+SAMPLES_FILE = "samples.npz"
+SAMPLES_DIR = "samples"
+GRID_FILE = "grid.png"
+GRID_TILE_PX = 128
+LABEL_CHARS = 28
+_UNSAFE_FILENAME = re.compile(r"[^A-Za-z0-9._-]+")
+
+
+def resolve_device(device: str | torch.device) -> torch.device:
+    """`auto` = CUDA when available, else CPU; anything else is taken as given (e.g. "cpu", "cuda:1")."""
+    if str(device) == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        return torch.device(device)
+    except RuntimeError as exc:
+        raise ConfigError("unknown device", value=str(device), expected="auto, cpu, cuda or cuda:<index>") from exc
+
+
+def image_file_name(stimulus_id: str, sample: int) -> str:
+    """`<stimulus_id>_<k>.png`, with characters unsafe in file names replaced by `_`."""
+    return f"{_UNSAFE_FILENAME.sub('_', stimulus_id)}_{sample}.png"
+
+
+def _font(size_px: int) -> ImageFont.ImageFont | ImageFont.FreeTypeFont:
+    try:
+        return ImageFont.load_default(size=size_px)
+    except (TypeError, OSError):  # Pillow without FreeType: the fixed bitmap font
+        return ImageFont.load_default()
+
+
+def _tile(image: np.ndarray, tile_px: int) -> Image.Image:
+    picture = Image.fromarray(image)
+    if picture.size == (tile_px, tile_px):
+        return picture
+    upscaling = tile_px > picture.size[0]
+    return picture.resize((tile_px, tile_px), Image.Resampling.NEAREST if upscaling else Image.Resampling.LANCZOS)
+
+
+def labelled_grid(tiles: np.ndarray, row_labels: Sequence[str], column_labels: Sequence[str],
+                  tile_px: int = GRID_TILE_PX, gap_px: int = 4) -> np.ndarray:
+    """An image grid with a label left of each row and above each column.
+
+    Args:
+        tiles: uint8 (R, C, H, W, 3); each tile is shown at tile_px x tile_px (nearest-neighbour when enlarged, so
+            small demo images stay sharp; Lanczos when reduced).
+        row_labels: R labels (cut to LABEL_CHARS characters); column_labels: C labels.
+    Returns:
+        uint8 (height, width, 3) RGB.
+    """
+    n_rows, n_cols = tiles.shape[:2]
+    font = _font(max(10, tile_px // 10))
+    measure = ImageDraw.Draw(Image.new("RGB", (1, 1)))
+    rows = [label[:LABEL_CHARS] for label in row_labels]
+    label_w = max([int(measure.textlength(text, font=font)) for text in rows] + [0]) + 2 * gap_px
+    header_h = int(font.size if hasattr(font, "size") else 11) + 2 * gap_px
+    width = label_w + n_cols * (tile_px + gap_px)
+    height = header_h + n_rows * (tile_px + gap_px)
+    canvas = Image.new("RGB", (width, height), "white")
+    draw = ImageDraw.Draw(canvas)
+    for col, text in enumerate(column_labels):
+        draw.text((label_w + col * (tile_px + gap_px) + tile_px // 2, header_h // 2), text, fill="black",
+                  font=font, anchor="mm")
+    for row, text in enumerate(rows):
+        top = header_h + row * (tile_px + gap_px)
+        draw.text((gap_px, top + tile_px // 2), text, fill="black", font=font, anchor="lm")
+        for col in range(n_cols):
+            canvas.paste(_tile(tiles[row, col], tile_px), (label_w + col * (tile_px + gap_px), top))
+    return np.asarray(canvas)
+
+
+def sample_grid(ground_truth: np.ndarray, samples: np.ndarray, row_labels: Sequence[str],
+                tile_px: int = GRID_TILE_PX) -> np.ndarray:
+    """Grid of ground truth (N, H, W, 3) beside its samples (N, K, H, W, 3): N rows, 1 + K columns."""
+    tiles = np.concatenate([ground_truth[:, None], samples], axis=1)
+    columns = ["ground truth"] + [f"sample {k + 1}" for k in range(samples.shape[1])]
+    return labelled_grid(tiles, row_labels, columns, tile_px)
+
+
+def _ground_truth(subject: Any, stimulus_ids: np.ndarray, size: int) -> np.ndarray:
+    images = subject.stimuli.images[subject.stimuli.index_of(stimulus_ids)]
+    if images.shape[1] != size:
+        log.warning("stimuli are %d px, the model generates %d px: ground truth resized to match",
+                    images.shape[1], size)
+        images = resize_images(images, size)
+    return np.ascontiguousarray(images)
+
+
+def generate_subject(stage_b_path: str | os.PathLike[str], subject_dir: str | os.PathLike[str],
+                     out_dir: str | os.PathLike[str], sampling: SamplingConfig, seed: int,
+                     device: str | torch.device = "auto", run: Any = None) -> dict[str, Any]:
+    """Generate K images for each averaged test fMRI row of one subject and write them for evaluation.
+
+    Args:
+        stage_b_path: an own-format Stage-B directory or a MinD-Vis `finetuned.pth` (mindvis.checkpoints.load_stage_b).
+        subject_dir: the preprocessed GOD / BOLD5000 subject (contract directory).
+        out_dir: receives samples.npz, samples/ and grid.png (see module docstring), atomically.
+        sampling: scheduler, steps, K = n_samples and batch size (resolved config section).
+        seed: images depend only on (seed, test row, sample index), not on batch size or device.
+        device: "auto" (CUDA when available, else CPU), "cpu", "cuda", ...
+        run: optional mindvis.tracking.JobRun receiving the grid, counts and throughput.
+    Returns:
+        summary: n_items, n_samples, n_images, scheduler, steps, seconds, images_per_s, image_size, device.
+    """
+    subject_dir, out_dir = Path(subject_dir), Path(out_dir)
+    device = resolve_device(device)
+    scheduler, steps = sampling.resolved_scheduler, sampling.resolved_steps
+    n_samples = sampling.resolved_n_samples
+    model = load_stage_b(stage_b_path)
+    subject = read_subject(subject_dir, mmap=True)
+    rows = averaged_test_rows(subject, subject_dir)
+    stimulus_ids = subject.samples["stimulus_id"].iloc[rows].to_numpy().astype(str)
+    sample_ids = subject.samples["sample_id"].iloc[rows].to_numpy(dtype=np.int64)
+    fmri = np.asarray(subject.fmri[rows], dtype=np.float32)  # (N, V); the encoder pads / cuts V to its input
+    size = model.architecture.image_size
+    ground_truth = _ground_truth(subject, stimulus_ids, size)
+    log.info("generating %d x %d images of %s on %s (%s, %d steps)", len(rows), n_samples, subject_dir, device,
+             scheduler, steps)
+
+    started = time.perf_counter()
+    samples = generate(model, fmri, n_samples=n_samples, scheduler=scheduler, steps=steps, seed=seed,
+                       batch_size=sampling.batch_size, device=device)
+    seconds = time.perf_counter() - started
+    grid = sample_grid(ground_truth, samples, stimulus_ids)
+
+    with atomic_directory(out_dir) as tmp:
+        np.savez(tmp / SAMPLES_FILE, samples=samples, ground_truth=ground_truth, stimulus_id=stimulus_ids,
+                 sample_id=sample_ids)
+        (tmp / SAMPLES_DIR).mkdir()
+        for stimulus_id, images in zip(stimulus_ids, samples, strict=True):
+            for k, image in enumerate(images):
+                Image.fromarray(image).save(tmp / SAMPLES_DIR / image_file_name(stimulus_id, k))
+        Image.fromarray(grid).save(tmp / GRID_FILE)
+
+    summary = {"n_items": len(rows), "n_samples": n_samples, "n_images": int(samples.shape[0] * samples.shape[1]),
+               "scheduler": scheduler, "steps": steps, "image_size": size, "device": str(device),
+               "seconds": round(seconds, 2), "images_per_s": round(samples.shape[0] * samples.shape[1] / seconds, 3)}
+    if run is not None:
+        run.log_params({"generation.scheduler": scheduler, "generation.steps": steps,
+                        "generation.n_samples": n_samples, "generation.device": str(device),
+                        "generation.stage_b": str(stage_b_path)})
+        run.log_metrics({k: summary[k] for k in ("n_items", "n_images", "seconds", "images_per_s")})
+        run.log_image(grid, f"generation/{GRID_FILE}")
+    log.info("wrote %d images to %s (%.2f images/s)", summary["n_images"], out_dir, summary["images_per_s"])
+    return summary
