@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from task_fixtures import image_mean_colours, unnormalised, write_bold5000
+from tests.data.task_fixtures import image_mean_colours, unnormalised, write_bold5000
 
 from mindvis.config.data import Bold5000PreprocessConfig
 from mindvis.data import bold5000

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from task_fixtures import image_mean_colours, rewrite_npz, unnormalised, write_god
+from tests.data.task_fixtures import image_mean_colours, rewrite_npz, unnormalised, write_god
 
 from mindvis.config.data import GodPreprocessConfig
 from mindvis.data import god

@@ -8,7 +8,7 @@ from mindvis.data import hcp
 from mindvis.data.contract import read_subject
 from mindvis.data.grayordinates import visual_grayordinates, write_dense_series
 from mindvis.preprocess.windows import window_means
-from test_grayordinates import _glasser_dlabel  # sibling test module (pytest puts tests/data on sys.path)
+from tests.data.test_grayordinates import _glasser_dlabel
 
 N_FRAMES = 30
 SUBJECT = "100206"
