@@ -157,6 +157,13 @@ def fingerprint(settings: Mapping[str, Any]) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
+def file_signature(path: str | os.PathLike[str]) -> list[list[Any]]:
+    """[name, size, mtime_ns] of a file, or of every file under a directory: changes when an input is rewritten."""
+    path = Path(path)
+    files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
+    return [[str(f), f.stat().st_size, f.stat().st_mtime_ns] for f in files if f.exists()]
+
+
 def checkpoint_dir(resume_dir: str | os.PathLike[str]) -> Path:
     """Where Lightning writes a job's resume checkpoints (last.ckpt, best.ckpt) inside its resume directory."""
     return Path(resume_dir) / CHECKPOINT_SUBDIR

@@ -1,0 +1,273 @@
+"""Stage B training: fine-tune the DC-LDM (fMRI encoder + token mapper + time head + UNet cross-attention) on one
+subject's fMRI-image training pairs.
+
+`train_stage_b` is what the workflow's stage_b_finetune rule calls. The model is the pretrained LDM's UNet and VQ
+(label2img, or the demo's ldm_pretrain output) with the Stage-A2 encoder and a fresh conditioning head; only the
+reference's trainable split learns. Every `val_every_n_epochs` epochs, a few held-out *training* pairs (never test
+data) are sampled with a short sampler run and scored by their pixel correlation to the ground truth; the best
+weights by that score are kept, and a grid (ground truth beside sample) goes to MLflow. The result is written in the
+own Stage-B format to `out_dir` (atomically, rank 0 only); the Lightning resume state (only trainable tensors + the
+optimizer) lives in `resume_dir`, outside the declared outputs, so a killed job rerun continues from its last step.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytorch_lightning as pl
+import torch
+from pytorch_lightning.callbacks import ModelCheckpoint
+
+from mindvis.checkpoints.label2img import load_pretrained_ldm
+from mindvis.checkpoints.stage_a import load_fmri_encoder
+from mindvis.checkpoints.stage_b import save_stage_b
+from mindvis.config.runtime import TrainerConfig
+from mindvis.config.stage_b import StageBConfig, StageBTrainingConfig
+from mindvis.data.contract import read_subject
+from mindvis.data.pairs import FmriImagePairs, PairDataModule, hold_out, stimulus_image_size, train_rows
+from mindvis.errors import CheckpointError, ConfigError
+from mindvis.evaluation.generation import sample_grid
+from mindvis.evaluation.sampling import denoise_latents, initial_latent, to_uint8
+from mindvis.models.ldm import FmriLDM, assemble_fmri_ldm
+from mindvis.training.common import (
+    ThroughputMonitor,
+    build_trainer,
+    checkpoint_dir,
+    clear_resume_state,
+    file_signature,
+    fingerprint,
+    make_adamw,
+    resume_checkpoint,
+)
+
+log = logging.getLogger(__name__)
+
+BEST_CHECKPOINT = "best"
+VAL_METRIC = "val/pixel_corr"
+DEFAULT_LOG_EVERY_N_STEPS = 50
+ADAMW_BETAS = (0.9, 0.999)  # torch's AdamW defaults, which the reference uses
+
+
+def pixel_correlation(images: torch.Tensor, truth: torch.Tensor) -> torch.Tensor:
+    """Pearson r between each image and its ground truth over all pixels and channels: (N, ...) x2 -> (N,)."""
+    a = images.flatten(1).double()
+    b = truth.flatten(1).double()
+    a = a - a.mean(1, keepdim=True)
+    b = b - b.mean(1, keepdim=True)
+    return (a * b).sum(1) / (a.norm(dim=1) * b.norm(dim=1)).clamp_min(1e-12)
+
+
+class StageBSystem(pl.LightningModule):
+    """Trains an injected FmriLDM with the Stage-B objective (eps-MSE over uniform t) on its trainable split.
+
+    Args:
+        model: the DC-LDM; `apply_trainable_split` is applied here (encoder, token mapper, time head, UNet attn2/norm2).
+        lr, weight_decay: AdamW (betas 0.9/0.999, decay on every trainable tensor, as the reference).
+        val_scheduler, val_steps: sampler of the validation samples; one sample per held-out pair, started from
+            `initial_latent(seed, item, 0)`, so every validation samples from the same noise.
+        seed: of the validation noise.
+        run: optional mindvis.tracking.JobRun receiving the validation grids.
+    """
+
+    def __init__(self, model: FmriLDM, *, lr: float, weight_decay: float, val_scheduler: str, val_steps: int,
+                 seed: int, run: Any = None) -> None:
+        super().__init__()
+        self.model = model
+        self.trainable = [f"model.{name}" for name in model.apply_trainable_split()]
+        self.model.train()  # loaders return eval-mode modules; Lightning keeps the modes it is given
+        self.lr, self.weight_decay = lr, weight_decay
+        self.val_scheduler, self.val_steps, self.seed = val_scheduler, val_steps, seed
+        self.run = run
+        self.start_step = 0
+        self.strict_loading = False  # checkpoints hold the trainable tensors only (see on_save_checkpoint)
+        self._grid_rows: list[tuple[int, np.ndarray, np.ndarray]] = []
+
+    def on_train_start(self) -> None:
+        self.start_step = int(self.global_step)  # > 0 when resumed
+
+    def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
+        loss = self.model.training_loss(batch["image"], batch["fmri"])
+        self.log("train/loss", loss, prog_bar=True, batch_size=len(batch["image"]))
+        return loss
+
+    @torch.no_grad()
+    def sample(self, fmri: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
+        """One image per fMRI row (N, V) -> decoded (N, 3, H, W) in about [-1, 1], from the items' fixed noise."""
+        context, time_cond = self.model.condition(fmri)
+        x_t = torch.stack([initial_latent(self.seed, int(item), 0, self.model.latent_shape) for item in items])
+        latents = denoise_latents(self.model, x_t.to(fmri.device), context, time_cond, self.val_scheduler,
+                                  self.val_steps)
+        return self.model.decode(latents)
+
+    def validation_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
+        samples = to_uint8(self.sample(batch["fmri"], batch["item"]))  # (N, H, W, 3)
+        truth = to_uint8(batch["image"])
+        score = pixel_correlation(torch.from_numpy(samples), torch.from_numpy(truth))
+        self.log(VAL_METRIC, score.mean().float(), prog_bar=True, sync_dist=True, batch_size=len(samples))
+        self._grid_rows.extend(zip(batch["item"].tolist(), truth, samples, strict=True))
+
+    def on_validation_epoch_end(self) -> None:
+        if self.trainer.is_global_zero and self.run is not None and self._grid_rows:
+            self.log_grid(f"validation/step_{self.global_step:07d}.png")
+        self._grid_rows = []
+
+    def log_grid(self, artifact_file: str) -> None:
+        """Ground truth beside the sample of each held-out pair of the last validation (rank 0)."""
+        rows = sorted(self._grid_rows, key=lambda row: row[0])
+        grid = sample_grid(np.stack([r[1] for r in rows]), np.stack([r[2] for r in rows])[:, None],
+                           [f"held-out pair {r[0]}" for r in rows])
+        self.run.log_image(grid, artifact_file)
+
+    def configure_optimizers(self) -> torch.optim.Optimizer:
+        params = [p for p in self.model.parameters() if p.requires_grad]
+        return make_adamw([{"params": params, "weight_decay": self.weight_decay}], self.lr, betas=ADAMW_BETAS)
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        # The frozen UNet / VQ come from the pretrained LDM again on resume: storing them would multiply the size
+        # of each checkpoint (label2img: ~460M frozen parameters) for nothing.
+        keep = set(self.trainable)
+        checkpoint["state_dict"] = {k: v for k, v in checkpoint["state_dict"].items() if k in keep}
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        missing = sorted(set(self.trainable) - set(checkpoint["state_dict"]))
+        if missing:
+            raise CheckpointError("the resume checkpoint lacks trainable Stage-B tensors", value=missing[:3],
+                                  expected="a checkpoint written by this Stage-B job")
+
+
+def load_trainable_weights(system: StageBSystem, path: str | os.PathLike[str]) -> None:
+    """Load a (weights-only) checkpoint of `system`'s trainable tensors into it."""
+    state = torch.load(path, map_location="cpu", weights_only=True)["state_dict"]
+    system.on_load_checkpoint({"state_dict": state})
+    system.load_state_dict(state, strict=False)
+
+
+def _require(settings: StageBTrainingConfig, *names: str) -> None:
+    unset = [name for name in names if getattr(settings, name) is None]
+    if unset:
+        raise ConfigError("Stage B training settings unset", path="stage_b.training", value=unset,
+                          expected="values (presets fill them when the config is resolved)")
+
+
+def _batch_size(settings: StageBTrainingConfig, dataset_name: str) -> int:
+    batch_size = settings.batch_size.get(dataset_name)
+    if batch_size is None:
+        raise ConfigError("no Stage B batch size for this dataset", path="stage_b.training.batch_size",
+                          value=dataset_name, expected=f"one of {sorted(settings.batch_size)}",
+                          hint=f"add {dataset_name}: <batch size> under stage_b.training.batch_size")
+    return batch_size
+
+
+def build_stage_b_model(encoder_checkpoint: str | os.PathLike[str], pretrained_ldm: str | os.PathLike[str],
+                        image_size: int) -> FmriLDM:
+    """The DC-LDM to fine-tune: pretrained UNet + VQ at `image_size` px, the A2 encoder, a fresh conditioning head."""
+    encoder = load_fmri_encoder(encoder_checkpoint)
+    pretrained = load_pretrained_ldm(pretrained_ldm, image_size=image_size)
+    return assemble_fmri_ldm(pretrained.architecture, pretrained.unet, pretrained.vqvae, encoder)
+
+
+def train_stage_b(subject_dir: str | os.PathLike[str], encoder_checkpoint: str | os.PathLike[str],
+                  pretrained_ldm: str | os.PathLike[str], out_dir: str | os.PathLike[str], cfg: StageBConfig,
+                  trainer_cfg: TrainerConfig, resume_dir: str | os.PathLike[str], run: Any = None) -> dict[str, Any]:
+    """Stage B: fine-tune the DC-LDM on one subject's training pairs and write it in the own Stage-B format.
+
+    Args:
+        subject_dir: the subject's preprocessed directory, results/preprocessed/<GOD|BOLD5000>/<subject>.
+        encoder_checkpoint: the Stage-A2 result (own format) or a released Stage-A checkpoint.
+        pretrained_ldm: a label2img directory (model.ckpt + config.yaml) or model.ckpt (demo: ldm_pretrain's output).
+        out_dir: where the own Stage-B format is written (mindvis.checkpoints.save_stage_b).
+        cfg: the resolved `stage_b` section (`training`; `sampling.scheduler` samples the validation;
+            `architecture.image_size`, null = the stimuli's size).
+        trainer_cfg: devices / nodes / strategy / precision (auto = bf16-mixed on GPU; the reference trains fp32).
+        resume_dir: Lightning resume state, outside the job's declared outputs.
+        run: optional mindvis.tracking.JobRun.
+    Returns:
+        summary figures (pairs, parameters, steps, losses, best validation score, seconds).
+    """
+    settings = cfg.training
+    _require(settings, "learning_rate", "epochs", "batch_size", "val_items", "val_every_n_epochs", "val_steps",
+             "checkpoint_every_n_steps")
+    subject_dir, out_dir, resume_dir = Path(subject_dir), Path(out_dir), Path(resume_dir)
+    batch_size = _batch_size(settings, subject_dir.parent.name)
+    pl.seed_everything(settings.seed, workers=True, verbose=False)
+    image_size = cfg.architecture.image_size or stimulus_image_size(subject_dir)
+    model = build_stage_b_model(encoder_checkpoint, pretrained_ldm, image_size)
+    encoder_arch = model.conditioner.encoder.arch
+
+    subject = read_subject(subject_dir, mmap=True)
+    rows = train_rows(subject)
+    fit_rows, val_rows = hold_out(rows, settings.val_items, settings.seed) if settings.val_items else (rows, rows[:0])
+    pairs = {"subject": subject, "num_voxels": encoder_arch.num_voxels, "patch_size": encoder_arch.patch_size,
+             "image_size": image_size}
+    train_set = FmriImagePairs(subject_dir, fit_rows, crop_probability=settings.crop_probability,
+                               crop_ratio=settings.crop_ratio, **pairs)
+    val_set = FmriImagePairs(subject_dir, val_rows, **pairs) if len(val_rows) else None
+    datamodule = PairDataModule(train_set, val_set, batch_size, trainer_cfg.num_workers)
+    log.info("Stage B on %s: %d training pairs, %d held out; %d px images; %d voxels -> %d tokens", subject_dir,
+             len(train_set), len(val_rows), image_size, encoder_arch.num_voxels, encoder_arch.num_patches)
+
+    system = StageBSystem(model, lr=settings.learning_rate, weight_decay=settings.weight_decay,
+                          val_scheduler=cfg.sampling.resolved_scheduler, val_steps=settings.val_steps,
+                          seed=settings.seed, run=run)
+    has_val = val_set is not None
+    log_every = run.target.log_every_n_steps if run is not None else DEFAULT_LOG_EVERY_N_STEPS
+    callbacks: list[pl.Callback] = [
+        ModelCheckpoint(dirpath=checkpoint_dir(resume_dir), save_top_k=0, save_last=True,
+                        every_n_train_steps=settings.checkpoint_every_n_steps, enable_version_counter=False),
+        ThroughputMonitor(log_every),
+    ]
+    best = ModelCheckpoint(dirpath=checkpoint_dir(resume_dir), filename=BEST_CHECKPOINT, monitor=VAL_METRIC, mode="max",
+                           save_top_k=1, save_weights_only=True, enable_version_counter=False)
+    if has_val:
+        callbacks.append(best)
+    trainer = build_trainer(trainer_cfg, max_epochs=settings.epochs, callbacks=callbacks,
+                            logger=run.lightning_logger() if run is not None else False,
+                            log_every_n_steps=log_every, gradient_clip_val=settings.grad_clip,
+                            default_root_dir=resume_dir, has_validation=has_val,
+                            check_val_every_n_epoch=settings.val_every_n_epochs)
+    job = {"stage": "B", "subject": file_signature(subject_dir), "encoder": file_signature(encoder_checkpoint),
+           "pretrained_ldm": file_signature(pretrained_ldm), "image_size": image_size,
+           "training": asdict(settings), "val_scheduler": cfg.sampling.resolved_scheduler,
+           "trainer": asdict(trainer_cfg)}
+    ckpt_path = resume_checkpoint(resume_dir, fingerprint(job))
+    parameters = {"parameters": sum(p.numel() for p in model.parameters()),
+                  "trainable_parameters": sum(p.numel() for p in model.parameters() if p.requires_grad)}
+    if run is not None and trainer.is_global_zero:
+        run.log_params({"n_train": len(train_set), "n_val": len(val_rows), "image_size": image_size,
+                        "batch_size": batch_size, **parameters})
+    started = time.perf_counter()
+    trainer.fit(system, datamodule=datamodule, ckpt_path=ckpt_path)
+    seconds = time.perf_counter() - started
+
+    best_score = None
+    if has_val and best.best_model_path:
+        load_trainable_weights(system, best.best_model_path)
+        best_score = float(best.best_model_score)
+    summary = {
+        "n_train": len(train_set), "n_val": len(val_rows), "image_size": image_size, **parameters,
+        "global_step": int(trainer.global_step), "epochs": int(trainer.current_epoch),
+        "final_train_loss": _metric(trainer, "train/loss"), "best_val_pixel_corr": best_score,
+        "resumed_from_step": system.start_step, "seconds": round(seconds, 2),
+    }
+    if trainer.is_global_zero:
+        model.to("cpu")
+        save_stage_b(model, out_dir, metadata={
+            "stage": "B", "subject_dir": str(subject_dir), "encoder_checkpoint": str(encoder_checkpoint),
+            "pretrained_ldm": str(pretrained_ldm), "run_id": run.run_id if run is not None else None,
+            "training": summary})
+        if run is not None:
+            run.log_metrics({k: v for k, v in summary.items() if isinstance(v, (int, float))},
+                            step=int(trainer.global_step))
+        clear_resume_state(resume_dir)
+    return summary
+
+
+def _metric(trainer: pl.Trainer, name: str) -> float | None:
+    value = trainer.callback_metrics.get(name)
+    return None if value is None else float(value)

@@ -1,0 +1,178 @@
+"""Stage B training: the trainable split, one optimisation step, the job end to end, resume after a kill."""
+
+import dataclasses
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+
+import numpy as np
+import pytest
+import torch
+from mlflow import MlflowClient
+
+import mindvis.config as config_module
+from mindvis.checkpoints import load_stage_b
+from mindvis.data.contract import read_subject
+from mindvis.data.pairs import FmriImagePairs, train_rows
+from mindvis.errors import ConfigError
+from mindvis.tracking import open_job_run_for_tests
+from mindvis.training.stage_b import StageBSystem, build_stage_b_model, pixel_correlation, train_stage_b
+from tests.stage_b_helpers import write_pretrained_ldm, write_stage_a2, write_task_subject
+
+
+@pytest.fixture(autouse=True)
+def single_thread():
+    """Tiny models run fastest single-threaded, especially on a busy shared CPU."""
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
+
+
+@pytest.fixture(scope="module")
+def inputs(tmp_path_factory):
+    root = tmp_path_factory.mktemp("stage_b_inputs")
+    return {"subject": write_task_subject(root, n_voxels=50, n_train=16, n_test=2, image_px=16),
+            "encoder": write_stage_a2(root / "stage_a2"), "ldm": write_pretrained_ldm(root / "ldm")}
+
+
+def stage_b_config(**training):
+    settings = {"epochs": 2, "batch_size": {"GOD": 4}, "val_items": 4, "val_every_n_epochs": 1, "val_steps": 2,
+                "checkpoint_every_n_steps": 2, "learning_rate": 1e-3, **training}
+    return config_module.resolve({"demo": True, "stage_b": {"training": settings}})
+
+
+def test_trainable_split_is_the_conditioning_stage_and_cross_attention(inputs):
+    model = build_stage_b_model(inputs["encoder"], inputs["ldm"], image_size=16)
+    system = StageBSystem(model, lr=1e-3, weight_decay=0.01, val_scheduler="ddim", val_steps=2, seed=0)
+    names = set(system.trainable)
+    assert {n for n in names if n.startswith("model.conditioner.encoder.")}  # the whole fMRI encoder
+    assert "model.conditioner.mapper.dim_mapper.weight" in names and "model.time_head.projection.weight" in names
+    unet = {n for n in names if n.startswith("model.unet.")}
+    assert unet and all(".attn2." in n or ".norm2." in n for n in unet)
+    assert not any(".resnets." in n for n in unet)  # ResNet norm2 layers stay frozen
+    assert not any(n.startswith("model.vqvae.") for n in names)
+    frozen = {n for n, p in model.named_parameters() if not p.requires_grad}
+    assert "unet.conv_in.weight" in frozen and "vqvae.quantize.embedding.weight" in frozen
+
+
+def test_one_step_changes_only_trainable_tensors(inputs):
+    model = build_stage_b_model(inputs["encoder"], inputs["ldm"], image_size=16)
+    system = StageBSystem(model, lr=1e-2, weight_decay=0.01, val_scheduler="ddim", val_steps=2, seed=0).train()
+    pairs = FmriImagePairs(inputs["subject"], np.arange(4), 64, 16, 16, crop_probability=0.5, crop_ratio=0.2)
+    batch = {"fmri": torch.stack([pairs[i]["fmri"] for i in range(4)]),
+             "image": torch.stack([pairs[i]["image"] for i in range(4)])}
+    before = {k: v.clone() for k, v in system.state_dict().items()}
+    optimizer = system.configure_optimizers()
+    loss = model.training_loss(batch["image"], batch["fmri"], generator=torch.Generator().manual_seed(0))
+    loss.backward()
+    optimizer.step()
+    changed = {k for k, v in system.state_dict().items() if not torch.equal(v, before[k])}
+    assert changed and changed <= set(system.trainable)
+    assert {"model.conditioner.mapper.dim_mapper.weight", "model.time_head.projection.weight",
+            "model.conditioner.encoder.blocks.0.attn.qkv.weight"} <= changed
+    assert any(".attn2.to_k." in k for k in changed)
+
+
+def test_checkpoints_hold_only_trainable_tensors(inputs):
+    model = build_stage_b_model(inputs["encoder"], inputs["ldm"], image_size=16)
+    system = StageBSystem(model, lr=1e-3, weight_decay=0.01, val_scheduler="ddim", val_steps=2, seed=0)
+    checkpoint = {"state_dict": system.state_dict()}
+    system.on_save_checkpoint(checkpoint)
+    assert set(checkpoint["state_dict"]) == set(system.trainable)
+    del checkpoint["state_dict"][system.trainable[0]]
+    with pytest.raises(Exception, match="lacks trainable"):
+        system.on_load_checkpoint(checkpoint)
+
+
+def test_pixel_correlation():
+    a = torch.rand(3, 8, 8, 3)
+    assert torch.allclose(pixel_correlation(a, 2 * a + 1), torch.ones(3, dtype=torch.float64))
+    assert torch.allclose(pixel_correlation(a, -a), -torch.ones(3, dtype=torch.float64))
+
+
+def test_stage_b_trains_validates_and_writes_the_own_format(inputs, tmp_path):
+    cfg = stage_b_config()
+    out, resume = tmp_path / "stage_b", tmp_path / ".resume"
+    with open_job_run_for_tests(tmp_path / "mlruns") as run:
+        run.target = dataclasses.replace(run.target, log_every_n_steps=1)
+        summary = train_stage_b(inputs["subject"], inputs["encoder"], inputs["ldm"], out, cfg.stage_b, cfg.trainer,
+                                resume, run=run)
+    assert (summary["n_train"], summary["n_val"], summary["image_size"]) == (12, 4, 16)
+    assert summary["global_step"] == 2 * 3  # 12 pairs / batch 4, 2 epochs
+    assert -1.0 <= summary["best_val_pixel_corr"] <= 1.0
+    assert 0 < summary["trainable_parameters"] < summary["parameters"]
+    assert not resume.exists()  # resume state cleared after success
+    model = load_stage_b(out)
+    assert model.architecture.image_size == 16 and model.conditioner.encoder.arch.num_voxels == 64
+    trained = model.state_dict()
+    initial = build_stage_b_model(inputs["encoder"], inputs["ldm"], image_size=16).state_dict()
+    assert torch.equal(trained["unet.conv_in.weight"], initial["unet.conv_in.weight"])  # frozen
+    attn2 = next(k for k in trained if ".attn2.to_k." in k)
+    assert not torch.equal(trained[attn2], initial[attn2])
+
+    client = MlflowClient(tracking_uri=run.target.uri)
+    metrics = client.get_run(run.run_id).data.metrics
+    assert {"train/loss", "val/pixel_corr", "train/samples_per_s", "global_step"} <= set(metrics)
+    grids = [a.path for a in client.list_artifacts(run.run_id, "validation")]
+    assert len(grids) == 2 and all(p.endswith(".png") for p in grids)  # one per validation (every epoch)
+
+
+def test_held_out_pairs_are_training_rows_never_test_rows(inputs):
+    subject = read_subject(inputs["subject"])
+    assert set(subject.samples["split"].iloc[train_rows(subject)]) == {"train"}
+
+
+def test_configuration_errors(inputs, tmp_path):
+    other = write_task_subject(tmp_path, dataset="NSD", subject="subj01", n_train=4)
+    cfg = stage_b_config()
+    with pytest.raises(ConfigError, match="batch size"):
+        train_stage_b(other, inputs["encoder"], inputs["ldm"], tmp_path / "o", cfg.stage_b, cfg.trainer, tmp_path / "r")
+    cfg = stage_b_config(val_items=16)
+    with pytest.raises(ConfigError, match="val_items"):
+        train_stage_b(inputs["subject"], inputs["encoder"], inputs["ldm"], tmp_path / "o", cfg.stage_b, cfg.trainer,
+                      tmp_path / "r")
+    assert not (tmp_path / "o").exists()
+
+
+RUN_SCRIPT = textwrap.dedent("""
+    import sys
+    import torch
+    import mindvis.config as config_module
+    from mindvis.training.stage_b import train_stage_b
+    torch.set_num_threads(1)
+    subject, encoder, ldm, out, resume = sys.argv[1:]
+    cfg = config_module.resolve({"demo": True, "stage_b": {"training": {
+        "epochs": 12, "batch_size": {"GOD": 2}, "val_items": 0, "checkpoint_every_n_steps": 3}}})
+    summary = train_stage_b(subject, encoder, ldm, out, cfg.stage_b, cfg.trainer, resume)
+    print("SUMMARY", summary["resumed_from_step"], summary["global_step"])
+""")
+
+
+def test_resume_after_a_kill_continues_from_the_saved_step(inputs, tmp_path):
+    out, resume = tmp_path / "out", tmp_path / "resume"
+    command = [sys.executable, "-c", RUN_SCRIPT, str(inputs["subject"]), str(inputs["encoder"]), str(inputs["ldm"]),
+               str(out), str(resume)]
+    env = {**os.environ, "PYTHONWARNINGS": "ignore", "OMP_NUM_THREADS": "1"}
+    first = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
+    deadline = time.monotonic() + 180
+    while not (resume / "checkpoints" / "last.ckpt").exists():
+        assert first.poll() is None, "training ended before writing a resume checkpoint"
+        assert time.monotonic() < deadline, "no resume checkpoint appeared"
+        time.sleep(0.05)
+    first.send_signal(signal.SIGKILL)
+    first.wait()
+    assert not out.exists()  # nothing half-written
+    saved = torch.load(resume / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)
+    assert saved["global_step"] > 0
+    assert not any(k.startswith("model.vqvae.") for k in saved["state_dict"])  # trainable tensors only
+
+    rerun = subprocess.run(command, capture_output=True, text=True, env=env, timeout=300)
+    assert rerun.returncode == 0, rerun.stderr[-3000:]
+    resumed, final = map(int, rerun.stdout.split("SUMMARY")[1].split())
+    assert resumed >= saved["global_step"] and resumed % 3 == 0
+    assert final == 12 * 8  # 16 pairs / batch 2 = 8 steps per epoch: the schedule's total, not more
+    assert (out / "stage_b.json").is_file() and not resume.exists()
