@@ -1,0 +1,390 @@
+"""Demo LDM pretraining: a tiny label-conditioned LDM that stands in for the ImageNet "label2img" LDM MinD-Vis
+starts from (real runs import the released one instead).
+
+It trains on freshly generated images of every demo category (`mindvis.demo.images.generate_category_images`,
+never the GOD / BOLD5000 images), in two phases as CompVis trained its LDMs:
+(a) the VQ first stage (diffusers VQModel): L1 reconstruction + L1 on image gradients (sharper edges, a cheap
+    stand-in for a perceptual loss) + codebook and commitment losses, on random crops (the autoencoder is
+    convolutional); afterwards the latent scale is normalised to unit standard deviation by an exact
+    reparametrisation, because the label2img layout fixes scale_factor 1;
+(b) the UNet on the (cached) latents of the images, conditioned on the category through a learned class embedding
+    used as a one-token cross-attention context (CompVis ClassEmbedder); eps-MSE over uniform t.
+The result is written in the CompVis label2img layout (model.ckpt + config.yaml, mindvis.checkpoints.label2img), so
+Stage B imports it exactly like the real one. Resume state per phase lives in `resume_dir` (fingerprinted).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from dataclasses import asdict, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytorch_lightning as pl
+import torch
+import torch.nn.functional as F
+from diffusers import UNet2DConditionModel, VQModel
+from pytorch_lightning.callbacks import ModelCheckpoint
+from torch import nn
+from torch.utils.data import DataLoader, Dataset, TensorDataset
+from tqdm.auto import tqdm
+
+from mindvis.checkpoints.label2img import save_label2img
+from mindvis.config.data import DemoDataConfig
+from mindvis.config.runtime import TrainerConfig
+from mindvis.config.stage_b import LdmArchitecture, LdmPretrainConfig, StageBConfig
+from mindvis.demo.images import category_table, generate_category_images, n_categories
+from mindvis.evaluation.generation import labelled_grid
+from mindvis.evaluation.sampling import denoise_latents, initial_latent, to_uint8
+from mindvis.models.ldm import alphas_cumprod, build_unet, build_vqvae
+from mindvis.training.common import (
+    build_trainer,
+    checkpoint_dir,
+    clear_resume_state,
+    fingerprint,
+    make_adamw,
+    resume_checkpoint,
+    warmup_cosine_factor,
+)
+
+log = logging.getLogger(__name__)
+
+WARMUP_FRACTION = 0.05
+ENCODE_BATCH = 64
+SAMPLES_PER_CLASS = 2
+VQ_DONE = "vq_trained"  # resume_dir/<this>: the finished, scale-normalised VQ (diffusers save_pretrained)
+DEFAULT_LOG_EVERY_N_STEPS = 20
+
+
+def category_images(demo_cfg: DemoDataConfig, images_per_category: int, image_size: int, seed: int
+                    ) -> tuple[np.ndarray, np.ndarray]:
+    """Fresh images of every demo category: uint8 (n_categories * k, S, S, 3) and their labels int64 (same order)."""
+    n_classes = n_categories(demo_cfg)
+    images = np.concatenate([generate_category_images(demo_cfg, c, images_per_category, seed, size_px=image_size)
+                             for c in range(n_classes)])
+    labels = np.repeat(np.arange(n_classes, dtype=np.int64), images_per_category)
+    return images, labels
+
+
+def to_model_range(images: np.ndarray | torch.Tensor) -> torch.Tensor:
+    """uint8 (N, H, W, 3) -> float32 (N, 3, H, W) in [-1, 1]."""
+    return torch.as_tensor(images).permute(0, 3, 1, 2).float() / 127.5 - 1.0
+
+
+class RandomCrops(Dataset):
+    """Images uint8 (N, H, W, 3) -> random `crop_px` crops, randomly mirrored, float32 (3, c, c) in [-1, 1]."""
+
+    def __init__(self, images: np.ndarray, crop_px: int | None) -> None:
+        self.images = torch.from_numpy(np.ascontiguousarray(images))
+        self.crop_px = min(crop_px or images.shape[1], images.shape[1])
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def __getitem__(self, index: int) -> torch.Tensor:
+        image = self.images[index]
+        top, left = (int(v) for v in torch.randint(0, image.shape[0] - self.crop_px + 1, (2,)))
+        crop = image[top:top + self.crop_px, left:left + self.crop_px]
+        if torch.rand(()) < 0.5:
+            crop = crop.flip(1)
+        return to_model_range(crop[None])[0]
+
+
+def image_gradient_l1(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """Mean absolute difference of the horizontal and vertical finite differences of two (N, C, H, W) images."""
+    dx = (a[..., :, 1:] - a[..., :, :-1]) - (b[..., :, 1:] - b[..., :, :-1])
+    dy = (a[..., 1:, :] - a[..., :-1, :]) - (b[..., 1:, :] - b[..., :-1, :])
+    return dx.abs().mean() + dy.abs().mean()
+
+
+def quantize_with_losses(vqvae: VQModel, latents: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor,
+                                                                            torch.Tensor]:
+    """Nearest-code quantisation of latents (N, c, h, w) with VQ-VAE losses.
+
+    Returns:
+        quantised latents with a straight-through gradient (N, c, h, w); codebook loss ||sg(z) - e||^2 (moves codes);
+        commitment loss ||z - sg(e)||^2 (moves the encoder); code indices (N * h * w,).
+    """
+    _, _, (_, _, indices) = vqvae.quantize(latents)
+    indices = indices.reshape(-1)
+    codes = vqvae.quantize.embedding(indices).view(latents.shape[0], *latents.shape[2:], latents.shape[1])
+    codes = codes.permute(0, 3, 1, 2)  # (N, c, h, w)
+    codebook = F.mse_loss(codes, latents.detach())
+    commitment = F.mse_loss(latents, codes.detach())
+    straight_through = latents + (codes - latents).detach()
+    return straight_through, codebook, commitment, indices
+
+
+class VqAutoencoderSystem(pl.LightningModule):
+    """Trains a VQModel: L1 pixels + weighted L1 image gradients + codebook + commitment-weighted commitment loss."""
+
+    def __init__(self, vqvae: VQModel, *, lr: float, gradient_loss_weight: float, commitment_weight: float) -> None:
+        super().__init__()
+        self.vqvae = vqvae
+        self.lr = lr
+        self.gradient_loss_weight, self.commitment_weight = gradient_loss_weight, commitment_weight
+
+    def training_step(self, batch: torch.Tensor, batch_idx: int) -> torch.Tensor:
+        latents = self.vqvae.encode(batch).latents
+        quantised, codebook, commitment, indices = quantize_with_losses(self.vqvae, latents)
+        reconstruction = self.vqvae.decode(quantised, force_not_quantize=True).sample
+        pixel = F.l1_loss(reconstruction, batch)
+        loss = pixel + codebook + self.commitment_weight * commitment
+        if self.gradient_loss_weight > 0:
+            loss = loss + self.gradient_loss_weight * image_gradient_l1(reconstruction, batch)
+        n = len(batch)
+        self.log_dict({"vq/loss": loss, "vq/pixel_l1": pixel, "vq/codebook": codebook,
+                       "vq/codes_in_batch": float(indices.unique().numel())}, prog_bar=True, batch_size=n)
+        self.log("vq/lr", self.optimizers().param_groups[0]["lr"], batch_size=n)
+        return loss
+
+    def configure_optimizers(self) -> dict[str, Any]:
+        return _adamw_with_schedule(self, self.vqvae.parameters(), self.lr)
+
+
+class ClassConditionedLdm(nn.Module):
+    """label2img in miniature: a UNet denoising VQ latents, conditioned on a class through a learned embedding.
+
+    The class embedding (n_classes, C) gives a one-token cross-attention context (N, 1, C), as the CompVis
+    ClassEmbedder. The UNet's `class_labels` input (the time-conditioning path MinD-Vis adds later) receives zeros.
+    Exposes `architecture`, `latent_shape` and `denoise` like FmriLDM, so the same samplers run it.
+    """
+
+    def __init__(self, architecture: LdmArchitecture, unet: UNet2DConditionModel, n_classes: int) -> None:
+        super().__init__()
+        self.architecture = architecture
+        self.unet = unet
+        self.class_embedding = nn.Embedding(n_classes, architecture.context_dim)
+        self.register_buffer("alphas_cumprod", alphas_cumprod(architecture), persistent=False)
+
+    @property
+    def latent_shape(self) -> tuple[int, int, int]:
+        size = self.architecture.latent_size
+        return (self.architecture.latent_channels, size, size)
+
+    def condition(self, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """labels (N,) int64 -> (context (N, 1, C), zero time conditioning (N, E))."""
+        context = self.class_embedding(labels)[:, None, :]
+        return context, context.new_zeros(len(labels), self.architecture.time_embed_dim)
+
+    def denoise(self, x_t: torch.Tensor, t: torch.Tensor, context: torch.Tensor, time_cond: torch.Tensor
+                ) -> torch.Tensor:
+        """Noise prediction (N, c, h, w) of noisy latents x_t at timesteps t."""
+        return self.unet(x_t, t, encoder_hidden_states=context, class_labels=time_cond).sample
+
+    def training_loss(self, latents: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        """eps-MSE at uniform t for clean latents (N, c, h, w) of classes `labels` (N,)."""
+        t = torch.randint(0, self.architecture.num_train_timesteps, (len(latents),), device=latents.device)
+        noise = torch.randn_like(latents)
+        a_t = self.alphas_cumprod[t].to(latents.dtype).view(-1, 1, 1, 1)
+        x_t = a_t.sqrt() * latents + (1.0 - a_t).sqrt() * noise
+        context, time_cond = self.condition(labels)
+        return F.mse_loss(self.denoise(x_t, t, context, time_cond), noise)
+
+
+class LabelDiffusionSystem(pl.LightningModule):
+    """Trains a ClassConditionedLdm (UNet + class embedding) on cached latents."""
+
+    def __init__(self, ldm: ClassConditionedLdm, *, lr: float) -> None:
+        super().__init__()
+        self.ldm = ldm
+        self.lr = lr
+
+    def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor:
+        latents, labels = batch
+        loss = self.ldm.training_loss(latents, labels)
+        self.log("unet/loss", loss, prog_bar=True, batch_size=len(latents))
+        self.log("unet/lr", self.optimizers().param_groups[0]["lr"], batch_size=len(latents))
+        return loss
+
+    def configure_optimizers(self) -> dict[str, Any]:
+        return _adamw_with_schedule(self, self.ldm.parameters(), self.lr)
+
+
+def _adamw_with_schedule(system: pl.LightningModule, params: Any, lr: float) -> dict[str, Any]:
+    """AdamW (no weight decay) with a short linear warm-up and a per-step half cosine to 0."""
+    optimizer = make_adamw([{"params": list(params), "weight_decay": 0.0}], lr, betas=(0.9, 0.99))
+    total = max(1, int(system.trainer.estimated_stepping_batches))
+    warmup = round(total * WARMUP_FRACTION)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: warmup_cosine_factor(step, warmup, total))
+    return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+
+
+@torch.no_grad()
+def encode_images(vqvae: VQModel, images: np.ndarray, batch_size: int = ENCODE_BATCH) -> torch.Tensor:
+    """Unquantised latents (N, c, h, w) float32 on CPU of uint8 images (N, H, W, 3), as the LDM sees them."""
+    device = next(vqvae.parameters()).device
+    chunks = [vqvae.encode(to_model_range(images[start:start + batch_size]).to(device)).latents.float().cpu()
+              for start in tqdm(range(0, len(images), batch_size), desc="encode latents", leave=False)]
+    return torch.cat(chunks)
+
+
+@torch.no_grad()
+def init_codebook(vqvae: VQModel, crops: torch.Tensor, generator: torch.Generator) -> None:
+    """Start the codebook from encoder outputs of `crops` (N, 3, c, c), so no code begins far from the data."""
+    latents = vqvae.encode(crops).latents  # (N, c, h, w)
+    vectors = latents.permute(0, 2, 3, 1).reshape(-1, latents.shape[1])
+    table = vqvae.quantize.embedding.weight
+    picks = torch.randint(0, len(vectors), (table.shape[0],), generator=generator)
+    table.copy_(vectors[picks] + 0.01 * vectors.std() * torch.randn(table.shape, generator=generator))
+
+
+@torch.no_grad()
+def normalize_latent_scale(vqvae: VQModel, latents: torch.Tensor) -> float:
+    """Rescale the VQ so its latents have unit standard deviation, without changing what it computes.
+
+    latents (N, c, h, w) are encoder outputs of the training images. quant_conv (the last encoder layer) and the
+    codebook are multiplied by s = 1 / std, post_quant_conv's weights divided by s: nearest-code search is
+    scale-equivariant, so quantised decodes are unchanged while the diffusion sees unit-scale latents (the
+    label2img layout has scale_factor 1). Returns s.
+    """
+    scale = 1.0 / float(latents.std())
+    vqvae.quant_conv.weight.mul_(scale)
+    vqvae.quant_conv.bias.mul_(scale)
+    vqvae.quantize.embedding.weight.mul_(scale)
+    vqvae.post_quant_conv.weight.div_(scale)
+    return scale
+
+
+@torch.no_grad()
+def reconstruction_l1(vqvae: VQModel, images: np.ndarray) -> tuple[float, np.ndarray]:
+    """Mean absolute error in [-1, 1] units of quantised reconstructions of uint8 images, and the reconstructions."""
+    device = next(vqvae.parameters()).device
+    x = to_model_range(images).to(device)
+    recon = vqvae.decode(vqvae.encode(x).latents).sample
+    return float((recon.clamp(-1, 1) - x).abs().mean()), to_uint8(recon)
+
+
+@torch.no_grad()
+def sample_classes(ldm: ClassConditionedLdm, vqvae: VQModel, classes: list[int], n_per_class: int, scheduler: str,
+                   steps: int, seed: int) -> np.ndarray:
+    """uint8 (len(classes), n_per_class, H, W, 3) images generated for `classes` from seeded noise."""
+    device = next(ldm.parameters()).device
+    labels = torch.tensor([c for c in classes for _ in range(n_per_class)], device=device)
+    context, time_cond = ldm.condition(labels)
+    x_t = torch.stack([initial_latent(seed, c, k, ldm.latent_shape) for c in classes for k in range(n_per_class)])
+    latents = denoise_latents(ldm, x_t.to(device), context, time_cond, scheduler, steps)
+    images = to_uint8(vqvae.to(device).decode(latents).sample)
+    return images.reshape(len(classes), n_per_class, *images.shape[1:])
+
+
+def grid_classes(n_classes: int, n_shown: int) -> list[int]:
+    """`n_shown` class indices spread evenly over 0..n_classes-1 (train and test categories alike)."""
+    return sorted({int(round(i)) for i in np.linspace(0, n_classes - 1, min(n_shown, n_classes))})
+
+
+def _fit(system: pl.LightningModule, loader: DataLoader, epochs: int, phase_dir: Path, job_fingerprint: str,
+         settings: LdmPretrainConfig, trainer_cfg: TrainerConfig, run: Any) -> tuple[pl.Trainer, float]:
+    log_every = run.target.log_every_n_steps if run is not None else DEFAULT_LOG_EVERY_N_STEPS
+    callbacks = [ModelCheckpoint(dirpath=checkpoint_dir(phase_dir), save_top_k=0, save_last=True,
+                                 every_n_train_steps=settings.checkpoint_every_n_steps, enable_version_counter=False)]
+    trainer = build_trainer(trainer_cfg, max_epochs=epochs, callbacks=callbacks,
+                            logger=run.lightning_logger() if run is not None else False,
+                            log_every_n_steps=log_every, gradient_clip_val=1.0, default_root_dir=phase_dir,
+                            has_validation=False)
+    started = time.perf_counter()
+    trainer.fit(system, train_dataloaders=loader, ckpt_path=resume_checkpoint(phase_dir, job_fingerprint))
+    return trainer, time.perf_counter() - started
+
+
+def _log_grid(run: Any, tiles: np.ndarray, rows: list[str], columns: list[str], artifact_file: str) -> None:
+    if run is not None:
+        run.log_image(labelled_grid(tiles, rows, columns), artifact_file)
+
+
+def train_demo_ldm(demo_cfg: DemoDataConfig, cfg: StageBConfig, image_size: int, trainer_cfg: TrainerConfig,
+                   out_dir: str | os.PathLike[str], resume_dir: str | os.PathLike[str], run: Any = None
+                   ) -> dict[str, Any]:
+    """Train the demo's label-conditioned LDM and write it as a label2img directory (model.ckpt + config.yaml).
+
+    Args:
+        demo_cfg: the demo data config (its categories and their image generator).
+        cfg: the resolved `stage_b` section: `architecture` sizes the model, `ldm_pretrain` the training,
+            `sampling` the sampler of the logged sample grid.
+        image_size: image side in px (the demo stimuli's, preprocess.image_size) unless architecture.image_size is set.
+        trainer_cfg: accelerator / precision (a demo job: always one device).
+        out_dir: the pretrained-LDM directory Stage B reads (stage_b.pretrained_ldm).
+        resume_dir: per-phase resume state, outside the job's declared outputs.
+        run: optional mindvis.tracking.JobRun (losses, VQ reconstruction and class sample grids).
+    Returns:
+        summary figures (images, classes, steps, losses, reconstruction error, codebook use, seconds).
+    """
+    settings = cfg.ldm_pretrain
+    arch = cfg.architecture.build(image_size)
+    out_dir, resume_dir = Path(out_dir), Path(resume_dir)
+    trainer_cfg = replace(trainer_cfg, devices=1, num_nodes=1, strategy="auto")
+    pl.seed_everything(settings.seed, workers=True, verbose=False)
+    job = fingerprint({"stage": "ldm_pretrain", "demo": asdict(demo_cfg), "architecture": asdict(arch),
+                       "settings": asdict(settings), "trainer": asdict(trainer_cfg)})
+    resume_checkpoint(resume_dir, job)  # discards state of other settings; each phase keeps its own below
+    images, labels = category_images(demo_cfg, settings.images_per_category, arch.image_size, settings.seed)
+    names = [c.name for c in category_table(demo_cfg)]
+    shown = grid_classes(len(names), settings.sample_classes)
+    examples = images[[int(np.flatnonzero(labels == c)[0]) for c in shown]]
+    log.info("demo LDM pretraining on %d images of %d categories (%d px)", len(images), len(names), arch.image_size)
+    if run is not None:
+        run.log_params({"n_images": len(images), "n_classes": len(names), "image_size": arch.image_size})
+
+    # (a) VQ first stage
+    done = resume_dir / VQ_DONE
+    if done.is_dir():
+        vqvae = VQModel.from_pretrained(done, local_files_only=True, low_cpu_mem_usage=False)
+        vq_seconds, vq_steps, vq_loss, scale = 0.0, None, None, None
+        log.info("VQ phase already finished: %s", done)
+    else:
+        vqvae = build_vqvae(arch)
+        crops = RandomCrops(images, settings.vq_crop_px)
+        generator = torch.Generator().manual_seed(settings.seed)
+        init_codebook(vqvae, torch.stack([crops[i] for i in torch.randperm(len(crops), generator=generator)[:64]]),
+                      generator)
+        system = VqAutoencoderSystem(vqvae, lr=settings.vq_lr, gradient_loss_weight=settings.gradient_loss_weight,
+                                     commitment_weight=settings.commitment_weight)
+        loader = DataLoader(crops, batch_size=settings.batch_size, shuffle=True, num_workers=trainer_cfg.num_workers)
+        trainer, vq_seconds = _fit(system, loader, settings.vq_epochs, resume_dir / "vq", job, settings, trainer_cfg,
+                                   run)
+        vq_steps, vq_loss = int(trainer.global_step), _metric(trainer, "vq/loss")
+        vqvae = vqvae.cpu().eval()
+        scale = normalize_latent_scale(vqvae, encode_images(vqvae, images[:: max(1, len(images) // 256)]))
+        vqvae.save_pretrained(done)
+    vqvae = vqvae.eval()
+    recon_l1, reconstructions = reconstruction_l1(vqvae, examples)
+    _log_grid(run, np.stack([examples, reconstructions], axis=1), [names[c] for c in shown],
+              ["image", "VQ reconstruction"], "ldm_pretrain/vq_reconstructions.png")
+
+    # (b) UNet on cached latents, conditioned on the class
+    latents = encode_images(vqvae, images)
+    codes_used = int(torch.unique(vqvae.quantize(latents)[2][2]).numel())
+    ldm = ClassConditionedLdm(arch, build_unet(arch), n_classes=len(names))
+    system = LabelDiffusionSystem(ldm, lr=settings.unet_lr)
+    loader = DataLoader(TensorDataset(latents, torch.from_numpy(labels)), batch_size=settings.batch_size,
+                        shuffle=True)
+    trainer, unet_seconds = _fit(system, loader, settings.unet_epochs, resume_dir / "unet", job, settings,
+                                 trainer_cfg, run)
+    ldm = ldm.cpu().eval()
+    samples = sample_classes(ldm, vqvae, shown, SAMPLES_PER_CLASS, cfg.sampling.resolved_scheduler,
+                             cfg.sampling.resolved_steps, settings.seed)
+    _log_grid(run, np.concatenate([examples[:, None], samples], axis=1), [names[c] for c in shown],
+              ["training image"] + [f"sample {k + 1}" for k in range(SAMPLES_PER_CLASS)],
+              "ldm_pretrain/class_samples.png")
+
+    save_label2img(out_dir, arch, ldm.unet, vqvae, ldm.class_embedding.weight, global_step=int(trainer.global_step))
+    summary = {
+        "n_images": len(images), "n_classes": len(names), "image_size": arch.image_size,
+        "vq_steps": vq_steps, "vq_final_loss": vq_loss, "vq_reconstruction_l1": round(recon_l1, 4),
+        "latent_scale": scale, "codes_used": codes_used, "codebook_size": arch.vq_num_embeddings,
+        "unet_steps": int(trainer.global_step), "unet_final_loss": _metric(trainer, "unet/loss"),
+        "vq_seconds": round(vq_seconds, 2), "unet_seconds": round(unet_seconds, 2),
+    }
+    if run is not None:
+        run.log_metrics({k: v for k, v in summary.items() if isinstance(v, (int, float))})
+    clear_resume_state(resume_dir)
+    log.info("demo LDM written to %s: %s", out_dir, summary)
+    return summary
+
+
+def _metric(trainer: pl.Trainer, name: str) -> float | None:
+    value = trainer.callback_metrics.get(name)
+    return None if value is None else float(value)

@@ -1,0 +1,133 @@
+"""Demo LDM pretraining and the label2img layout it writes: CompVis keys, round trip, VQ maths, the job, resume."""
+
+import dataclasses
+from pathlib import Path
+
+import pytest
+import torch
+from mlflow import MlflowClient
+
+import mindvis.config as config_module
+import mindvis.training.ldm_pretrain as ldm_pretrain
+from mindvis.checkpoints.label2img import load_class_embedding, load_pretrained_ldm, save_label2img, to_compvis_state_dict
+from mindvis.checkpoints.release_ldm import architecture_from_yaml, unet_from_release, vqvae_from_release
+from mindvis.checkpoints.safe_pickle import load_release_checkpoint
+from mindvis.errors import CheckpointError
+from mindvis.models.ldm import build_unet, build_vqvae
+from mindvis.tracking import open_job_run_for_tests
+from mindvis.training.ldm_pretrain import normalize_latent_scale, quantize_with_losses, train_demo_ldm
+from tests.stage_b_helpers import TINY_LDM
+
+FIXTURE = Path(__file__).parents[1] / "fixtures" / "release" / "stage_b"
+
+
+@pytest.fixture(autouse=True)
+def single_thread():
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
+
+
+def test_compvis_state_dict_reproduces_the_reference_layout_exactly():
+    """The fixture's weights were written by the reference code: converting them to diffusers and back must give
+    the same CompVis keys, tensors and schedule buffers."""
+    reference = load_release_checkpoint(FIXTURE / "finetuned.pth")["model_state_dict"]
+    arch = architecture_from_yaml(FIXTURE / "config.yaml")
+    ours = to_compvis_state_dict(unet_from_release(reference, arch), vqvae_from_release(reference, arch), arch,
+                                 torch.zeros(3, arch.context_dim))
+    expected = {k: v for k, v in reference.items()
+                if not k.startswith(("cond_stage_model.", "model.diffusion_model.time_embed_condtion."))}
+    assert set(ours) - {"cond_stage_model.embedding.weight"} == set(expected)
+    assert all(torch.equal(ours[k], v) for k, v in expected.items())
+
+
+def test_label2img_directory_round_trips_through_the_release_import(tmp_path):
+    torch.manual_seed(0)
+    unet, vqvae = build_unet(TINY_LDM), build_vqvae(TINY_LDM)
+    classes = torch.randn(7, TINY_LDM.context_dim)
+    directory = save_label2img(tmp_path / "ldm", TINY_LDM, unet, vqvae, classes, global_step=12)
+    assert sorted(p.name for p in directory.iterdir()) == ["config.yaml", "model.ckpt"]
+    assert architecture_from_yaml(directory / "config.yaml") == TINY_LDM
+    for source in (directory, directory / "model.ckpt"):  # the directory, or the checkpoint file
+        loaded = load_pretrained_ldm(source)
+        assert loaded.architecture == TINY_LDM
+        for original, copy in ((unet, loaded.unet), (vqvae, loaded.vqvae)):
+            state = copy.state_dict()
+            assert all(torch.equal(state[k], v) for k, v in original.state_dict().items())
+    assert load_pretrained_ldm(directory, image_size=32).architecture.latent_size == 16
+    assert torch.equal(load_class_embedding(directory), classes)
+    with pytest.raises(CheckpointError, match="not found"):
+        load_pretrained_ldm(tmp_path / "nothing")
+
+
+def test_latent_scale_normalisation_changes_the_scale_not_the_decodes():
+    torch.manual_seed(0)
+    vqvae = build_vqvae(TINY_LDM).eval()
+    images = torch.rand(4, 3, 16, 16) * 2 - 1
+    with torch.no_grad():
+        before = vqvae.decode(vqvae.encode(images).latents).sample
+        scale = normalize_latent_scale(vqvae, vqvae.encode(images).latents)
+        latents = vqvae.encode(images).latents
+        after = vqvae.decode(latents).sample
+    assert scale > 0 and latents.std().item() == pytest.approx(1.0, rel=1e-4)
+    assert torch.allclose(before, after, atol=1e-4)
+
+
+def test_quantisation_is_straight_through_to_the_nearest_codes():
+    torch.manual_seed(0)
+    vqvae = build_vqvae(TINY_LDM)
+    latents = torch.randn(2, 3, 4, 4, requires_grad=True)
+    quantised, codebook, commitment, indices = quantize_with_losses(vqvae, latents)
+    codes = vqvae.quantize.embedding.weight[indices].view(2, 4, 4, 3).permute(0, 3, 1, 2)
+    assert torch.allclose(quantised, codes)
+    assert torch.allclose(codebook, commitment) and codebook > 0  # same distance, different gradient targets
+    quantised.sum().backward()
+    assert torch.equal(latents.grad, torch.ones_like(latents))  # straight-through estimator
+
+
+def tiny_config(**settings):
+    architecture = {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(TINY_LDM).items()}
+    pretrain = {"images_per_category": 1, "vq_epochs": 1, "unet_epochs": 1, "batch_size": 64, "vq_crop_px": None,
+                "sample_classes": 3, **settings}
+    return config_module.resolve({"demo": True, "stage_b": {
+        "architecture": architecture, "ldm_pretrain": pretrain, "sampling": {"steps": 2}}})
+
+
+def test_demo_ldm_is_trained_and_written_as_label2img(tmp_path):
+    cfg = tiny_config()
+    with open_job_run_for_tests(tmp_path / "mlruns") as run:
+        run.target = dataclasses.replace(run.target, log_every_n_steps=1)
+        summary = train_demo_ldm(cfg.demo_data, cfg.stage_b, 16, cfg.trainer, tmp_path / "ldm", tmp_path / "resume",
+                                 run=run)
+    assert summary["n_images"] == summary["n_classes"] == 130  # one fresh image of every demo category
+    assert (summary["vq_steps"], summary["unet_steps"]) == (3, 3)  # 130 images / batch 64, one epoch each
+    assert 0 < summary["codes_used"] <= 16 and summary["latent_scale"] > 0
+    assert not (tmp_path / "resume").exists()
+    loaded = load_pretrained_ldm(tmp_path / "ldm")
+    assert loaded.architecture == TINY_LDM
+    assert load_class_embedding(tmp_path / "ldm").shape == (130, TINY_LDM.context_dim)
+    client = MlflowClient(tracking_uri=run.target.uri)
+    grids = sorted(a.path for a in client.list_artifacts(run.run_id, "ldm_pretrain"))
+    assert grids == ["ldm_pretrain/class_samples.png", "ldm_pretrain/vq_reconstructions.png"]
+    assert "unet/loss" in client.get_run(run.run_id).data.metrics
+
+
+def test_a_finished_vq_phase_is_not_trained_again(tmp_path, monkeypatch):
+    cfg = tiny_config()
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt("killed while writing")
+
+    monkeypatch.setattr(ldm_pretrain, "save_label2img", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        train_demo_ldm(cfg.demo_data, cfg.stage_b, 16, cfg.trainer, tmp_path / "ldm", tmp_path / "resume")
+    assert (tmp_path / "resume" / ldm_pretrain.VQ_DONE).is_dir() and not (tmp_path / "ldm").exists()
+    monkeypatch.undo()
+    summary = train_demo_ldm(cfg.demo_data, cfg.stage_b, 16, cfg.trainer, tmp_path / "ldm", tmp_path / "resume")
+    assert summary["vq_steps"] is None and summary["unet_steps"] == 3
+    # other settings discard the saved phase
+    changed = tiny_config(vq_lr=1e-4)
+    train_demo_ldm(changed.demo_data, changed.stage_b, 16, changed.trainer, tmp_path / "ldm2", tmp_path / "resume")
+    summary = train_demo_ldm(cfg.demo_data, cfg.stage_b, 16, cfg.trainer, tmp_path / "ldm3", tmp_path / "resume")
+    assert summary["vq_steps"] == 3
