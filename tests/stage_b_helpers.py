@@ -47,7 +47,8 @@ def write_pretrained_ldm(directory: Path, arch: LdmArchitecture = TINY_LDM, n_cl
                          ) -> Path:
     """A label2img directory (model.ckpt + config.yaml) with random weights."""
     torch.manual_seed(seed)
-    return save_label2img(directory, arch, build_unet(arch), build_vqvae(arch), torch.randn(n_classes, arch.context_dim))
+    classes = torch.randn(n_classes, arch.context_dim)
+    return save_label2img(directory, arch, build_unet(arch), build_vqvae(arch), classes)
 
 
 def write_stage_a2(directory: Path, num_voxels: int = ENCODER_VOXELS, seed: int = 0) -> Path:

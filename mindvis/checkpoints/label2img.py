@@ -50,7 +50,7 @@ _VQ_FIXED = DIFFUSERS_TO_LDM_MAPPING["vae"]
 
 
 def _unet_block(prefix: str, kind: str, rest: list[str]) -> str:
-    """CompVis name of a ResBlock (slot 0) or SpatialTransformer (slot 1) parameter inside input/output block `prefix`."""
+    """CompVis name of a ResBlock (slot 0) or SpatialTransformer (slot 1) parameter in input/output block `prefix`."""
     if kind == "resnets":
         return f"{prefix}.0.{_UNET_RESNET[rest[0]]}.{'.'.join(rest[1:])}"
     return f"{prefix}.1.{'.'.join(rest)}"

@@ -121,7 +121,7 @@ class LdmPretrainConfig:
     autoencoder, then the UNet conditioned on the category through a learned class embedding.
     """
 
-    images_per_category: int = field(default=8, metadata={"minimum": 1})
+    images_per_category: int = field(default=6, metadata={"minimum": 1})
     vq_epochs: int = field(default=5, metadata={"minimum": 1})
     unet_epochs: int = field(default=3, metadata={"minimum": 1})
     batch_size: int = field(default=16, metadata={"minimum": 1})
@@ -214,7 +214,7 @@ STAGE_B_PRESETS: dict[str, dict] = {
         "architecture": {"model_channels": 64, "channel_mult": [1, 2], "attention_resolutions": [2],
                          "context_dim": 64, "vq_channels": 64, "vq_channel_mult": [1, 1, 2],
                          "vq_num_res_blocks": 1, "vq_num_embeddings": 256},
-        "training": {"learning_rate": 1e-3, "epochs": 2, "batch_size": {"GOD": 8, "BOLD5000": 8},
+        "training": {"learning_rate": 1e-3, "epochs": 3, "batch_size": {"GOD": 8, "BOLD5000": 8},
                      "val_items": 4, "val_every_n_epochs": 1, "val_steps": 10, "checkpoint_every_n_steps": 25},
         "sampling": {"scheduler": "ddim", "steps": 20, "n_samples": 2},
     },

@@ -3,10 +3,10 @@ starts from (real runs import the released one instead).
 
 It trains on freshly generated images of every demo category (`mindvis.demo.images.generate_category_images`,
 never the GOD / BOLD5000 images), in two phases as CompVis trained its LDMs:
-(a) the VQ first stage (diffusers VQModel): L1 reconstruction + L1 on image gradients (sharper edges, a cheap
+(a) the VQ first stage (diffusers VQModel): L1 reconstruction (+ optionally L1 on image gradients, a cheap
     stand-in for a perceptual loss) + codebook and commitment losses, on random crops (the autoencoder is
-    convolutional); afterwards the latent scale is normalised to unit standard deviation by an exact
-    reparametrisation, because the label2img layout fixes scale_factor 1;
+    convolutional), the codebook started from encoder outputs; afterwards the latent scale is normalised to unit
+    standard deviation by an exact reparametrisation, because the label2img layout fixes scale_factor 1;
 (b) the UNet on the (cached) latents of the images, conditioned on the category through a learned class embedding
     used as a one-token cross-attention context (CompVis ClassEmbedder); eps-MSE over uniform t.
 The result is written in the CompVis label2img layout (model.ckpt + config.yaml, mindvis.checkpoints.label2img), so

@@ -9,7 +9,12 @@ from mlflow import MlflowClient
 
 import mindvis.config as config_module
 import mindvis.training.ldm_pretrain as ldm_pretrain
-from mindvis.checkpoints.label2img import load_class_embedding, load_pretrained_ldm, save_label2img, to_compvis_state_dict
+from mindvis.checkpoints.label2img import (
+    load_class_embedding,
+    load_pretrained_ldm,
+    save_label2img,
+    to_compvis_state_dict,
+)
 from mindvis.checkpoints.release_ldm import architecture_from_yaml, unet_from_release, vqvae_from_release
 from mindvis.checkpoints.safe_pickle import load_release_checkpoint
 from mindvis.errors import CheckpointError

@@ -15,6 +15,7 @@ from mlflow import MlflowClient
 
 import mindvis.config as config_module
 from mindvis.checkpoints import load_stage_b
+from mindvis.config.stage_b import LdmArchitectureConfig
 from mindvis.data.contract import read_subject
 from mindvis.data.pairs import FmriImagePairs, train_rows
 from mindvis.errors import ConfigError
@@ -176,3 +177,17 @@ def test_resume_after_a_kill_continues_from_the_saved_step(inputs, tmp_path):
     assert resumed >= saved["global_step"] and resumed % 3 == 0
     assert final == 12 * 8  # 16 pairs / batch 2 = 8 steps per epoch: the schedule's total, not more
     assert (out / "stage_b.json").is_file() and not resume.exists()
+
+
+def test_presets_fill_the_architecture_and_image_size_follows_the_stimuli():
+    demo, paper = config_module.resolve({"demo": True}), config_module.resolve({"demo": False})
+    assert demo.stage_b.architecture.build(64).latent_size == 16
+    label2img = paper.stage_b.architecture.build(256)
+    assert (label2img.model_channels, label2img.channel_mult, label2img.vq_num_embeddings) == (192, (1, 2, 3, 5), 8192)
+    assert paper.stage_b.training.learning_rate == 5.3e-5
+    assert paper.stage_b.training.batch_size == {"GOD": 5, "BOLD5000": 25}
+    assert (paper.stage_b.sampling.resolved_scheduler, paper.stage_b.sampling.resolved_steps) == ("plms", 250)
+    fixed = config_module.resolve({"stage_b": {"architecture": {"image_size": 32}}})
+    assert fixed.stage_b.architecture.build(64).image_size == 32
+    with pytest.raises(ConfigError, match="unset"):
+        LdmArchitectureConfig().build(64)
