@@ -1,5 +1,7 @@
 """Generation job: every output file with the right shapes, seeded samples, ground truth, grid and tracking."""
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -111,3 +113,14 @@ def test_labelled_grid_places_tiles_below_and_beside_labels():
     # the white tile is the bottom-right one (tiles end one gap before the right and bottom edges)
     assert (grid[height - 4 - 32:height - 4, width - 4 - 32:width - 4] == 255).all()
     assert (grid[height - 4 - 32:height - 4, width - 2 * (4 + 32):width - 4 - 32 - 4] == 0).all()
+
+
+def test_generation_from_a_mindvis_finetuned_checkpoint(tmp_path):
+    """stage_b.finetuned: the release file is read directly (its fmri_encoder.pth beside it, as released)."""
+    release = Path(__file__).parents[1] / "fixtures" / "release" / "stage_b" / "finetuned.pth"
+    subject = write_task_subject(tmp_path, n_voxels=900, n_train=2, n_test=2, image_px=16)
+    summary = generate_subject(release, subject, tmp_path / "eval", SamplingConfig("plms", 2, n_samples=1),
+                               seed=0, device="cpu")
+    assert (summary["n_images"], summary["image_size"]) == (2, 256)  # the size it was fine-tuned at
+    with np.load(tmp_path / "eval" / "samples.npz") as archive:
+        assert archive["samples"].shape == (2, 1, 256, 256, 3) and archive["ground_truth"].shape == (2, 256, 256, 3)
