@@ -78,6 +78,11 @@ rule evaluate:
         "../workflow_scripts/evaluate.py"
 
 
+# Reads the MLflow store and the metrics files: light, and run where Snakemake runs (not submitted to a cluster).
+localrules:
+    report_summary,
+
+
 rule report_summary:
     input:
         [str(plan.eval_dir(CFG, ds, s) / "metrics.json") for ds, s in plan.targets(CFG)],

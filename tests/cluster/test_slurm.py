@@ -241,12 +241,10 @@ def test_outputs_are_complete_and_every_job_is_tracked_on_the_server(pipeline):
     check_tracked_runs(pipeline.runs, pipeline.jobs, interrupted)
 
 
-@pytest.mark.xfail(strict=True, reason="the SLURM plugin runs a non-MPI job as one task (`srun -n1`, tasks_per_node "
-                   "ignored); Lightning detects SLURM and starts SLURM_NTASKS=1 process instead of trainer.devices. "
-                   "build_trainer should use Lightning's own launcher (plugins=[LightningEnvironment()]) there")
 def test_training_jobs_use_all_configured_devices(pipeline):
     training = [job for job in pipeline.jobs if job.rule == "stage_a_pretrain"]
     assert training, "no stage_a_pretrain job in the pipeline"
     for job in training:
-        slurm_log = Path(pipeline.record(job)["standard_output"]).read_text(errors="replace")
+        record = pipeline.record(job)
+        slurm_log = Path(record["standard_output"].replace("%j", str(record["job_id"]))).read_text(errors="replace")
         assert f"Starting with {DDP_PROCESSES} processes" in slurm_log, slurm_log[-3000:]
