@@ -19,7 +19,7 @@ import yaml
 
 from mindvis.config.build import build, to_dict
 from mindvis.config.data import PREPROCESS_PRESETS, DemoDataConfig, PreprocessConfig
-from mindvis.config.evaluation import EvaluationConfig
+from mindvis.config.evaluation import EVALUATION_PRESETS, EvaluationConfig
 from mindvis.config.runtime import JobResources, TrackingConfig, TrainerConfig
 from mindvis.config.stage_a import STAGE_A_PRESETS, StageAConfig
 from mindvis.config.stage_b import STAGE_B_PRESETS, StageBConfig
@@ -74,6 +74,7 @@ PRESETS: dict[tuple[str, ...], dict[str, dict[str, Any]]] = {
     ("preprocess",): PREPROCESS_PRESETS,
     ("stage_a",): STAGE_A_PRESETS,
     ("stage_b",): STAGE_B_PRESETS,
+    ("evaluation",): EVALUATION_PRESETS,
 }
 
 SCHEMA: dict[str, Any] = schema_of(Config)

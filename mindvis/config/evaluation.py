@@ -61,10 +61,16 @@ class EvaluationConfig:
     n_way: int = field(default=50, metadata={
         "minimum": 2, "description": "classes per n-way trial (the reference code: 50; its paper text: 100)"})
     n_trials: int = field(default=1000, metadata={"minimum": 1})
-    pixel_metric_px: int = field(default=425, metadata={
-        "minimum": 8, "description": "side images are resized to for pixcorr and ssim (NSD papers: 425)"})
+    pixel_metric_px: int | None = field(default=425, metadata={
+        "minimum": 8, "description": "side images are resized to for pixcorr and ssim; null = preset (paper 425 as "
+                                     "the NSD papers, demo 64 = the demo stimuli's own size)"})
     batch_size: int = field(default=16, metadata={"minimum": 1, "description": "images per network forward pass"})
     device: str = field(default="auto", metadata={
         "description": "torch device for metric networks: auto (cuda if available, else cpu), cpu, cuda, cuda:1..."})
     seed: int = 2022
     baselines: BaselineConfig = BaselineConfig()
+
+
+# Values filling keys left null in config.yaml (mindvis.config presets). Upsampling 64 px demo images to 425 px
+# would only cost time: the demo scores pixel metrics at the stimuli's own size.
+EVALUATION_PRESETS: dict[str, dict] = {"paper": {"pixel_metric_px": 425}, "demo": {"pixel_metric_px": 64}}
