@@ -107,15 +107,24 @@ def resources(cfg: Config, rule: str) -> dict[str, Any]:
 def training_resources(cfg: Config, rule: str) -> dict[str, Any]:
     """Resources of a Lightning training rule: GPU and node counts follow `trainer.devices` / `trainer.num_nodes`.
 
-    When the rule asks for GPUs at all, it asks for `devices` of them per node on `num_nodes` nodes; the job runs as
-    one task and Lightning starts one process per device (mindvis.training.common.cluster_plugins).
+    When the rule asks for GPUs at all, it asks for `devices` of them per node on `num_nodes` nodes. On one node the
+    job is one task and Lightning starts one process per device (mindvis.training.common.cluster_plugins); with
+    `trainer.uses_srun` (several nodes) it asks for one task per process (mindvis.training.launch).
     """
     values = resources(cfg, rule)
     trainer = cfg.trainer
     if values.get("gpu", 0) > 0:
-        values["gpu"] = trainer.devices * trainer.num_nodes
-    if trainer.num_nodes > 1:
-        values["nodes"] = trainer.num_nodes
+        values["gpu"] = trainer.world_size
+    if trainer.uses_srun:
+        # one SLURM task per training process (mindvis.training.launch starts them with srun); `mpi` makes the
+        # executor run the job script once in the allocation instead of inside a one-task step
+        values.update(mpi="srun", nodes=trainer.num_nodes)
+        if trainer.devices > 1:
+            values["tasks_per_node"] = trainer.devices
+        else:
+            values["tasks"] = trainer.world_size
+        if values.get("gpu", 0) > 0:
+            values["tasks_per_gpu"] = 1
     return values
 
 

@@ -2,10 +2,14 @@
 
 from pathlib import Path
 
+from mindvis.training.launch import launch
 from mindvis.training.stage_a import train_stage_a_finetune
 from mindvis.workflow import job
 
 with job(snakemake) as (cfg, run):  # noqa: F821 (snakemake is injected by the script directive)
-    train_stage_a_finetune(Path(snakemake.input.samples).parent, snakemake.input.init,  # noqa: F821
-                           Path(snakemake.output.model).parent, cfg.stage_a, cfg.trainer,  # noqa: F821
-                           snakemake.params.resume_dir, run=run)  # noqa: F821
+    resume_dir = snakemake.params.resume_dir  # noqa: F821
+    launch(train_stage_a_finetune,
+           {"subject_dir": Path(snakemake.input.samples).parent, "init_checkpoint": snakemake.input.init,  # noqa: F821
+            "out_dir": Path(snakemake.output.model).parent, "cfg": cfg.stage_a,  # noqa: F821
+            "resume_dir": resume_dir},
+           cfg.trainer, run, spec_dir=resume_dir)

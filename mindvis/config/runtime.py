@@ -30,6 +30,20 @@ class TrainerConfig:
     precision: Literal["auto", "32", "16-mixed", "bf16-mixed"] = field(default="auto", metadata={
         "description": "auto = bf16-mixed on GPU, 32 on CPU"})
     num_workers: int = field(default=0, metadata={"minimum": 0})
+    launcher: Literal["auto", "lightning", "srun"] = field(default="auto", metadata={
+        "description": "how the devices x num_nodes processes start: lightning = Lightning starts them (one node); "
+                       "srun = one SLURM task per process (several nodes); auto = srun when num_nodes > 1"})
+
+    @property
+    def world_size(self) -> int:
+        return self.devices * self.num_nodes
+
+    @property
+    def uses_srun(self) -> bool:
+        """Whether training processes are SLURM tasks started by srun (see mindvis.training.launch)."""
+        if self.world_size == 1:
+            return False
+        return self.launcher == "srun" or (self.launcher == "auto" and self.num_nodes > 1)
 
 
 @dataclass(frozen=True)

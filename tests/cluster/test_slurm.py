@@ -248,3 +248,33 @@ def test_training_jobs_use_all_configured_devices(pipeline):
         record = pipeline.record(job)
         slurm_log = Path(record["standard_output"].replace("%j", str(record["job_id"]))).read_text(errors="replace")
         assert f"Starting with {DDP_PROCESSES} processes" in slurm_log, slurm_log[-3000:]
+
+
+def test_srun_launcher_trains_one_model_on_one_task_per_process(slurm_cluster, tmp_path):
+    """trainer.launcher: srun (the multi-node path): the job asks SLURM for one task per process, srun starts them,
+    Lightning's SLURM environment joins them into one DDP world, and only rank 0 writes the model and tracks."""
+    workdir = tmp_path / "wd"
+    workdir.mkdir()
+    config = smoke_config(workdir, datasets=["HCP"])
+    config["trainer"] = {"accelerator": "cpu", "devices": DDP_PROCESSES, "strategy": "ddp", "launcher": "srun"}
+    config["resources"] = {rule: fit_to_cluster(entry, slurm_cluster)
+                           for rule, entry in (effective_config(config).get("resources") or {}).items()}
+    config["resources"]["stage_a_pretrain"]["gpu"] = 0
+    args = ["--profile", str(ROOT / "profiles" / "slurm"), "--slurm-status-command", "squeue",
+            "--slurm-init-seconds-before-status-checks", "2", "--slurm-keep-successful-logs"]
+    snakemake(workdir, *args, "--until", "stage_a_pretrain", config=config, timeout=RUN_TIMEOUT_S)
+
+    logs = sorted((workdir / ".snakemake" / "slurm_logs" / "rule_stage_a_pretrain").rglob("*.log"))
+    text = "\n".join(p.read_text(errors="replace") for p in logs)
+    assert f"starting {DDP_PROCESSES} training processes: srun" in text, text[-3000:]
+    assert f"MEMBER: 2/{DDP_PROCESSES}" in text, text[-3000:]
+    assert (workdir / "results" / "stage_a" / "pretrain" / "model.safetensors").is_file()
+
+    from mlflow import MlflowClient
+
+    client = MlflowClient(tracking_uri=f"sqlite:///{workdir / 'results' / 'mlflow.db'}")
+    runs = client.search_runs([client.get_experiment_by_name("mindvis").experiment_id],
+                              "tags.`mindvis.rule` = 'stage_a_pretrain'")
+    assert [r.info.status for r in runs] == ["FINISHED"]
+    history = client.get_metric_history(runs[0].info.run_id, "train/loss")
+    assert history and len({m.step for m in history}) == len(history), "a rank other than 0 logged too"
