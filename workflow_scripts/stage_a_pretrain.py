@@ -12,4 +12,4 @@ with job(snakemake) as (cfg, run):  # noqa: F821 (snakemake is injected by the s
            {"inputs": sorted({str(Path(f).parent) for f in snakemake.input}),  # noqa: F821
             "out_dir": Path(snakemake.output.model).parent, "cfg": cfg.stage_a,  # noqa: F821
             "resume_dir": resume_dir},
-           cfg.trainer, run, spec_dir=resume_dir)
+           cfg.trainer, run, spec_dir=Path(cfg.results_root) / ".launch")

@@ -12,4 +12,4 @@ with job(snakemake) as (cfg, run):  # noqa: F821 (snakemake is injected by the s
            {"subject_dir": Path(inputs.samples).parent, "encoder_checkpoint": Path(inputs.encoder).parent,
             "pretrained_ldm": inputs.ldm, "out_dir": Path(snakemake.output.model).parent,  # noqa: F821
             "cfg": cfg.stage_b, "resume_dir": resume_dir},
-           cfg.trainer, run, spec_dir=resume_dir)
+           cfg.trainer, run, spec_dir=Path(cfg.results_root) / ".launch")

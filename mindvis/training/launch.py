@@ -8,7 +8,7 @@ The Snakemake SLURM executor starts a job's script once. On one node Lightning t
 environment wires the ranks together, and rank 0 logs into the job's MLflow run and writes the summary the job
 script gets back.
 
-    summary = launch(train_stage_a_pretrain, {"inputs": [...], ...}, cfg.trainer, run, spec_dir=resume_dir)
+    summary = launch(train_stage_a_pretrain, {"inputs": [...], ...}, cfg.trainer, run, spec_dir=shared_dir)
 """
 
 from __future__ import annotations
@@ -70,7 +70,7 @@ def launch(function: Callable[..., dict[str, Any]], kwargs: dict[str, Any], trai
            run: Any = None, spec_dir: str | os.PathLike[str] | None = None) -> dict[str, Any]:
     """Call `function(**kwargs, trainer_cfg=trainer, run=run)`, on every SLURM task when trainer.uses_srun.
 
-    `spec_dir` must be on a filesystem all nodes share (e.g. the job's resume directory): the call's description
+    `spec_dir` must be on a filesystem all nodes share (e.g. <results_root>/.launch): the call's description
     and the summary travel through it.
 
     Raises:

@@ -257,6 +257,8 @@ def test_srun_launcher_trains_one_model_on_one_task_per_process(slurm_cluster, t
     workdir.mkdir()
     config = smoke_config(workdir, datasets=["HCP"])
     config["trainer"] = {"accelerator": "cpu", "devices": DDP_PROCESSES, "strategy": "ddp", "launcher": "srun"}
+    config["tracking"] = {"log_every_n_steps": 1}
+    config["stage_a"] = {"pretrain": {"epochs": 3, "batch_size": 8}}
     config["resources"] = {rule: fit_to_cluster(entry, slurm_cluster)
                            for rule, entry in (effective_config(config).get("resources") or {}).items()}
     config["resources"]["stage_a_pretrain"]["gpu"] = 0
