@@ -4,7 +4,6 @@ import sys
 import textwrap
 
 import pytest
-import torch
 
 CONFIG_MODULE = '''
 class Config_MBM_fMRI:
@@ -40,10 +39,3 @@ def reference_config(tmp_path, monkeypatch):
     sys.modules.pop("config", None)
 
 
-@pytest.fixture(autouse=True)
-def single_thread():
-    """Tiny models run fastest single-threaded, especially on a busy shared CPU."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)

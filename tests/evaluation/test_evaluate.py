@@ -32,12 +32,6 @@ TOP_LEVEL_KEYS = {"n_way", "n_samples", "n_test", "n_train", "mindvis", "baselin
 NETWORK_METRICS = {"alexnet2", "alexnet5", "inception", "clip", "effnet_dist", "swav_dist", "fid", "fid64"}
 
 
-@pytest.fixture(autouse=True)
-def single_thread():
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
 
 
 def smooth_images(n: int, seed: int) -> np.ndarray:

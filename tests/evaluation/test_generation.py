@@ -21,12 +21,6 @@ from tests.stage_b_helpers import TINY_LDM, write_task_subject
 SAMPLING = SamplingConfig(scheduler="ddim", steps=3, n_samples=2, batch_size=4)
 
 
-@pytest.fixture(autouse=True)
-def single_thread():
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
 
 
 @pytest.fixture(scope="module")

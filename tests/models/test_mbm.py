@@ -20,13 +20,6 @@ from mindvis.models.mbm import (
 FIXTURES = Path(__file__).parents[1] / "fixtures" / "release" / "stage_a"
 
 
-@pytest.fixture(autouse=True)
-def single_thread():
-    """Tiny models run fastest single-threaded, especially on a busy shared CPU (thread hand-offs dominate)."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
 
 
 def tiny_model(num_voxels: int = 64, patch_size: int = 8, seed: int = 0) -> MaskedBrainModel:

@@ -26,12 +26,6 @@ from tests.stage_b_helpers import TINY_LDM
 FIXTURE = Path(__file__).parents[1] / "fixtures" / "release" / "stage_b"
 
 
-@pytest.fixture(autouse=True)
-def single_thread():
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
 
 
 def test_compvis_state_dict_reproduces_the_reference_layout_exactly():

@@ -36,13 +36,6 @@ from mindvis.training.stage_a import train_stage_a_finetune, train_stage_a_pretr
 FIXTURES = Path(__file__).parents[1] / "fixtures" / "release"
 
 
-@pytest.fixture(autouse=True)
-def single_thread():
-    """Tiny models run fastest single-threaded, especially on a busy shared CPU (thread hand-offs dominate)."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
 
 
 def write_fake_subject(root: Path, dataset: str, subject: str, n_voxels: int, splits: dict[str, int],

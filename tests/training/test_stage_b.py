@@ -24,13 +24,6 @@ from mindvis.training.stage_b import StageBSystem, build_stage_b_model, pixel_co
 from tests.stage_b_helpers import write_pretrained_ldm, write_stage_a2, write_task_subject
 
 
-@pytest.fixture(autouse=True)
-def single_thread():
-    """Tiny models run fastest single-threaded, especially on a busy shared CPU."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
 
 
 @pytest.fixture(scope="module")
