@@ -156,3 +156,31 @@ def test_unknown_sampler_is_a_config_error():
     with pytest.raises(ConfigError, match="unknown sampler") as err:
         make_sampler("euler", TINY)
     assert "plms" in str(err.value)
+
+
+def test_the_fmri_reaches_the_noise_prediction_once_trained():
+    """Two fMRI patterns paired with two different images: after training, the noise of each image is predicted
+    better with its own fMRI than with the other's, so the conditioning path carries the fMRI to the UNet's output.
+    (The UNet is trained whole here because a random UNet cannot denoise; Stage B starts from a pretrained one.)"""
+    model = tiny_model().train()
+    trained = [p for name, p in model.named_parameters() if not name.startswith("vqvae.")]
+    for parameter in model.vqvae.parameters():
+        parameter.requires_grad_(False)
+    optimizer = torch.optim.AdamW(trained, lr=2e-3)
+    generator = torch.Generator().manual_seed(0)
+    images = torch.zeros(2, 3, 32, 32)
+    images[0, 0], images[1, 2] = 0.8, 0.8  # a red and a blue field ...
+    images[0, :, 8:24, 8:24] = -0.8        # ... the red one with a dark square
+    fmri = torch.randn(2, VOXELS, generator=generator)
+    for _ in range(250):
+        optimizer.zero_grad()
+        model.training_loss(images.repeat(4, 1, 1, 1), fmri.repeat(4, 1), generator=generator).backward()
+        optimizer.step()
+
+    model.eval()
+    probe = torch.Generator().manual_seed(1)
+    noise, t = torch.randn(16, 3, 8, 8, generator=probe), torch.randint(100, 900, (16,), generator=probe)
+    with torch.no_grad():
+        own = model.training_loss(images.repeat(8, 1, 1, 1), fmri.repeat(8, 1), noise=noise, t=t)
+        swapped = model.training_loss(images.repeat(8, 1, 1, 1), fmri.flip(0).repeat(8, 1), noise=noise, t=t)
+    assert swapped > 1.5 * own
