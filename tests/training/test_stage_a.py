@@ -1,12 +1,8 @@
 """Stage A training: data selection over the contract, schedule, the Lightning system, resume after a kill."""
 
-import os
 import pickle
-import signal
-import subprocess
 import sys
 import textwrap
-import time
 import tracemalloc
 from pathlib import Path
 
@@ -32,6 +28,7 @@ from mindvis.models.mbm import MaskedBrainModel, MbmArchitecture, voxel_index
 from mindvis.tracking import open_job_run_for_tests
 from mindvis.training.common import checkpoint_dir, resume_checkpoint, warmup_cosine_factor, weight_decay_groups
 from mindvis.training.stage_a import train_stage_a_finetune, train_stage_a_pretrain
+from tests.killed_jobs import kill_after_first_checkpoint, rerun_to_completion
 
 FIXTURES = Path(__file__).parents[1] / "fixtures" / "release"
 
@@ -215,22 +212,13 @@ RUN_SCRIPT = textwrap.dedent("""
 def test_resume_after_a_kill_continues_from_the_saved_step(contract, tmp_path):
     out, resume = tmp_path / "out", tmp_path / "resume"
     command = [sys.executable, "-c", RUN_SCRIPT, *map(str, contract["hcp"]), str(out), str(resume)]
-    env = {**os.environ, "PYTHONWARNINGS": "ignore", "OMP_NUM_THREADS": "1"}
-    first = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
-    deadline = time.monotonic() + 120
-    while not (resume / "checkpoints" / "last.ckpt").exists():
-        assert first.poll() is None, "training ended before writing a resume checkpoint"
-        assert time.monotonic() < deadline, "no resume checkpoint appeared"
-        time.sleep(0.05)
-    first.send_signal(signal.SIGKILL)
-    first.wait()
+    checkpoint = kill_after_first_checkpoint(command, resume, timeout_s=120)
     assert not out.exists()  # nothing half-written
-    saved_step = torch.load(resume / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)["global_step"]
+    saved_step = torch.load(checkpoint, map_location="cpu", weights_only=True)["global_step"]
     assert saved_step > 0
 
-    rerun = subprocess.run(command, capture_output=True, text=True, env=env, timeout=300)
-    assert rerun.returncode == 0, rerun.stderr[-3000:]
-    resumed, final = map(int, rerun.stdout.split("SUMMARY")[1].split())
+    stdout = rerun_to_completion(command)
+    resumed, final = map(int, stdout.split("SUMMARY")[1].split())
     assert resumed >= saved_step and resumed % 4 == 0
     assert final == 20 * 6  # 96 samples / batch 16 = 6 steps per epoch: the schedule's total, not more
     assert (out / "model.safetensors").is_file() and not resume.exists()

@@ -1,12 +1,8 @@
 """Stage B training: the trainable split, one optimisation step, the job end to end, resume after a kill."""
 
 import dataclasses
-import os
-import signal
-import subprocess
 import sys
 import textwrap
-import time
 
 import numpy as np
 import pytest
@@ -21,6 +17,7 @@ from mindvis.data.pairs import FmriImagePairs, train_rows
 from mindvis.errors import ConfigError
 from mindvis.tracking import open_job_run_for_tests
 from mindvis.training.stage_b import StageBSystem, build_stage_b_model, pixel_correlation, train_stage_b
+from tests.killed_jobs import kill_after_first_checkpoint, rerun_to_completion
 from tests.stage_b_helpers import write_pretrained_ldm, write_stage_a2, write_task_subject
 
 
@@ -150,23 +147,14 @@ def test_resume_after_a_kill_continues_from_the_saved_step(inputs, tmp_path):
     out, resume = tmp_path / "out", tmp_path / "resume"
     command = [sys.executable, "-c", RUN_SCRIPT, str(inputs["subject"]), str(inputs["encoder"]), str(inputs["ldm"]),
                str(out), str(resume)]
-    env = {**os.environ, "PYTHONWARNINGS": "ignore", "OMP_NUM_THREADS": "1"}
-    first = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
-    deadline = time.monotonic() + 180
-    while not (resume / "checkpoints" / "last.ckpt").exists():
-        assert first.poll() is None, "training ended before writing a resume checkpoint"
-        assert time.monotonic() < deadline, "no resume checkpoint appeared"
-        time.sleep(0.05)
-    first.send_signal(signal.SIGKILL)
-    first.wait()
+    checkpoint = kill_after_first_checkpoint(command, resume, timeout_s=180)
     assert not out.exists()  # nothing half-written
-    saved = torch.load(resume / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)
+    saved = torch.load(checkpoint, map_location="cpu", weights_only=False)
     assert saved["global_step"] > 0
     assert not any(k.startswith("model.vqvae.") for k in saved["state_dict"])  # trainable tensors only
 
-    rerun = subprocess.run(command, capture_output=True, text=True, env=env, timeout=300)
-    assert rerun.returncode == 0, rerun.stderr[-3000:]
-    resumed, final = map(int, rerun.stdout.split("SUMMARY")[1].split())
+    stdout = rerun_to_completion(command)
+    resumed, final = map(int, stdout.split("SUMMARY")[1].split())
     assert resumed >= saved["global_step"] and resumed % 3 == 0
     assert final == 12 * 8  # 16 pairs / batch 2 = 8 steps per epoch: the schedule's total, not more
     assert (out / "stage_b.json").is_file() and not resume.exists()
