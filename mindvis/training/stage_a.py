@@ -40,6 +40,7 @@ from mindvis.training.common import (
     build_trainer,
     checkpoint_dir,
     clear_resume_state,
+    file_signature,
     fingerprint,
     make_adamw,
     resume_checkpoint,
@@ -158,12 +159,6 @@ def _model_sizes(cfg: StageAConfig) -> dict[str, Any]:
     return sizes
 
 
-def _file_signature(path: Path) -> list[Any]:
-    """(name, size, mtime) of a file or of every file in a directory: changes when an input is rewritten."""
-    files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
-    return [[str(f), f.stat().st_size, f.stat().st_mtime_ns] for f in files if f.exists()]
-
-
 def _require(settings: TrainSettings, section: str, *names: str) -> None:
     unset = [name for name in names if getattr(settings, name) is None]
     if unset:
@@ -266,7 +261,7 @@ def train_stage_a_pretrain(inputs: Sequence[str | os.PathLike[str]], out_dir: st
     log.info("Stage A1: %d samples from %d subjects, %d voxels -> %d tokens", len(dataset), len(selections),
              arch.num_voxels, arch.num_patches)
     model = MaskedBrainModel(arch)
-    job = {"stage": "A1", "inputs": [_file_signature(Path(p)) for p in inputs], "cfg": asdict(cfg),
+    job = {"stage": "A1", "inputs": [file_signature(p) for p in inputs], "cfg": asdict(cfg),
            "trainer": asdict(trainer_cfg)}
     return _fit(model, datamodule, settings, Path(out_dir), trainer_cfg, Path(resume_dir), job, run,
                 extra={"stage": "A1", "inputs": [str(p) for p in inputs]})
@@ -298,7 +293,7 @@ def train_stage_a_finetune(subject_dir: str | os.PathLike[str], init_checkpoint:
     datamodule = FmriDataModule(dataset, batch_size, settings.val_fraction, settings.seed, trainer_cfg.num_workers)
     log.info("Stage A2 on %s: %d test samples (%d voxels -> model's %d)", subject_dir, len(dataset),
              selections[0].n_voxels, model.arch.num_voxels)
-    job = {"stage": "A2", "subject": _file_signature(subject_dir),
-           "init": _file_signature(Path(init_checkpoint)), "cfg": asdict(cfg), "trainer": asdict(trainer_cfg)}
+    job = {"stage": "A2", "subject": file_signature(subject_dir),
+           "init": file_signature(init_checkpoint), "cfg": asdict(cfg), "trainer": asdict(trainer_cfg)}
     return _fit(model, datamodule, settings, Path(out_dir), trainer_cfg, Path(resume_dir), job, run,
                 extra={"stage": "A2", "subject_dir": str(subject_dir), "init_checkpoint": str(init_checkpoint)})
