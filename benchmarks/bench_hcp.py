@@ -31,7 +31,6 @@ from pathlib import Path
 
 import numpy as np
 
-from mindvis.config.data import HcpPreprocessConfig
 from mindvis.data import hcp
 from mindvis.data.grayordinates import N_GRAYORDINATES, load_atlas, write_dense_series
 
@@ -49,7 +48,6 @@ def high_water_kb():
     with open("/proc/self/status") as status:
         return next(int(line.split()[1]) for line in status if line.startswith("VmHWM:"))
 
-from mindvis.config.data import HcpPreprocessConfig
 from mindvis.data import hcp
 imports_kb = high_water_kb()
 start = time.perf_counter()

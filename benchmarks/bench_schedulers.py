@@ -42,7 +42,7 @@ import numpy as np
 import torch
 
 from mindvis.config.evaluation import EvaluationConfig
-from mindvis.evaluation.evaluate import classifier_config, load_classifier, per_image_scores
+from mindvis.evaluation.evaluate import classifier_config, effective_n_way, load_classifier, per_image_scores
 from mindvis.evaluation.metrics import pixcorr, ssim_gray
 from mindvis.evaluation.networks import load_networks, resolve_device
 from mindvis.evaluation.sampling import generate
@@ -127,10 +127,8 @@ def main(argv: list[str] | None = None) -> dict:
     user_classifier = load_networks(cfg).classifier if cfg.weights.classifier is not None else None
     choice = load_classifier(cfg, demo_classifier, user_classifier)
     classifier, names = choice.classifier, choice.class_names
-    if classifier is not None:
-        n_classes = classifier.logits(ground_truth[:1] if ground_truth is not None else
-                                      np.zeros((1, 8, 8, 3), np.uint8)).shape[1]
-        cfg = dataclasses.replace(cfg, n_way=min(cfg.n_way, n_classes))
+    probe = ground_truth if ground_truth is not None else np.zeros((1, 8, 8, 3), np.uint8)
+    cfg = dataclasses.replace(cfg, n_way=effective_n_way(cfg, classifier, probe))
     steps = {"dpmpp": args.dpm_steps, "plms": args.plms_steps}
 
     def run(scheduler: str, n_steps: int) -> np.ndarray:

@@ -238,7 +238,7 @@ def load_classifier(cfg: EvaluationConfig, demo_path: Path | None, networks_clas
     return ClassifierChoice(None, None, None)
 
 
-def _effective_n_way(cfg: EvaluationConfig, classifier: ImageClassifier | None, probe: np.ndarray) -> int:
+def effective_n_way(cfg: EvaluationConfig, classifier: ImageClassifier | None, probe: np.ndarray) -> int:
     """min(cfg.n_way, number of classes): the demo classifier has fewer classes than ImageNet's 1000."""
     if classifier is None:
         return cfg.n_way
@@ -363,7 +363,7 @@ def evaluate_subject(samples_npz: str | os.PathLike[str], subject_dir: str | os.
     data = ridge_inputs(subject_dir, generated)
     networks = load_networks(cfg)
     choice = load_classifier(cfg, demo_classifier, networks.classifier)
-    cfg = dataclasses.replace(cfg, n_way=_effective_n_way(cfg, choice.classifier, generated.ground_truth))
+    cfg = dataclasses.replace(cfg, n_way=effective_n_way(cfg, choice.classifier, generated.ground_truth))
     n, k = generated.samples.shape[:2]
     log.info("evaluating %d test stimuli x %d samples (%d-way, classifier: %s)", n, k, cfg.n_way,
              choice.description or "none")

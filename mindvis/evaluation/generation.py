@@ -26,7 +26,7 @@ from mindvis.config.stage_b import SamplingConfig
 from mindvis.data.contract import read_subject
 from mindvis.data.images import resize_images
 from mindvis.data.pairs import averaged_test_rows
-from mindvis.errors import ConfigError
+from mindvis.evaluation.networks import resolve_device
 from mindvis.evaluation.sampling import generate
 from mindvis.io import atomic_directory
 
@@ -38,16 +38,6 @@ GRID_FILE = "grid.png"
 GRID_TILE_PX = 128
 LABEL_CHARS = 28
 _UNSAFE_FILENAME = re.compile(r"[^A-Za-z0-9._-]+")
-
-
-def resolve_device(device: str | torch.device) -> torch.device:
-    """`auto` = CUDA when available, else CPU; anything else is taken as given (e.g. "cpu", "cuda:1")."""
-    if str(device) == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        return torch.device(device)
-    except RuntimeError as exc:
-        raise ConfigError("unknown device", value=str(device), expected="auto, cpu, cuda or cuda:<index>") from exc
 
 
 def image_file_name(stimulus_id: str, sample: int) -> str:
@@ -136,7 +126,7 @@ def generate_subject(stage_b_path: str | os.PathLike[str], subject_dir: str | os
         summary: n_items, n_samples, n_images, scheduler, steps, seconds, images_per_s, image_size, device.
     """
     subject_dir, out_dir = Path(subject_dir), Path(out_dir)
-    device = resolve_device(device)
+    device = resolve_device(str(device))
     scheduler, steps = sampling.resolved_scheduler, sampling.resolved_steps
     n_samples = sampling.resolved_n_samples
     model = load_stage_b(stage_b_path)

@@ -319,8 +319,9 @@ def chance_levels(gts: np.ndarray, cfg: EvaluationConfig, networks: MetricNetwor
 
     n-way top-1: 1/n; identification metrics: 1/2. PixCorr, SSIM and the correlation distances: the metric on a
     seeded shuffled pairing of the ground truths (each scored against another image of the set). FID compares
-    sets, not pairs, so it has no pairing chance level and is omitted; so are metrics whose network is not
-    configured.
+    sets, not pairs, so it has no pairing chance level and is omitted; so are the distances whose network is not
+    configured. The fixed levels (n-way, two-way identification) are always returned: callers keep the entries of
+    the metrics they computed.
     """
     gts = as_uint8_images(gts, "ground truths")
     networks = networks if networks is not None else load_networks(cfg)

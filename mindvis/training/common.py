@@ -18,13 +18,16 @@ from typing import Any
 import pytorch_lightning as pl
 import torch
 from lightning_fabric.plugins.environments import LightningEnvironment
+from pytorch_lightning.callbacks import ModelCheckpoint
 from torch import nn
 
 from mindvis.config.runtime import TrainerConfig
+from mindvis.errors import ConfigError
 
 log = logging.getLogger(__name__)
 
 LAST_CHECKPOINT = "last.ckpt"
+BEST_CHECKPOINT = "best"  # best-by-validation weights beside last.ckpt (Lightning adds .ckpt)
 RESUME_FINGERPRINT = "resume.json"
 CHECKPOINT_SUBDIR = "checkpoints"
 
@@ -201,3 +204,51 @@ def resume_checkpoint(resume_dir: str | os.PathLike[str], job_fingerprint: str) 
 def clear_resume_state(resume_dir: str | os.PathLike[str]) -> None:
     """Delete a job's resume state (after it finished, so that a forced rerun trains again from scratch)."""
     shutil.rmtree(resume_dir, ignore_errors=True)
+
+
+def require_settings(settings: Any, path: str, *names: str) -> None:
+    """Fail with a ConfigError naming `path` when any of the attributes `names` of `settings` is still None."""
+    unset = [name for name in names if getattr(settings, name) is None]
+    if unset:
+        raise ConfigError("training settings unset", path=path, value=unset,
+                          expected="values (presets fill them when the config is resolved)")
+
+
+def dataset_batch_size(batch_sizes: Mapping[str, int], dataset_name: str, path: str) -> int:
+    """The batch size configured at `path` (a mapping dataset -> size) for `dataset_name`, or a ConfigError."""
+    batch_size = batch_sizes.get(dataset_name)
+    if batch_size is None:
+        raise ConfigError("no batch size for this dataset", path=path, value=dataset_name,
+                          expected=f"one of {sorted(batch_sizes)}",
+                          hint=f"add {dataset_name}: <batch size> under {path}")
+    return batch_size
+
+
+def log_every_n_steps(run: Any, default: int) -> int:
+    """How often a job logs metrics: its tracking config's value, `default` without a run."""
+    return run.target.log_every_n_steps if run is not None else default
+
+
+def training_callbacks(resume_dir: str | os.PathLike[str], every_n_steps: int, log_every: int,
+                       best_by: tuple[str, str] | None = None) -> tuple[list[pl.Callback], ModelCheckpoint | None]:
+    """Resume checkpointing (last.ckpt every `every_n_steps` steps, written atomically by Lightning), throughput
+    logging and, with `best_by` = (validation metric, "min" | "max"), the best weights by that metric (best.ckpt);
+    checkpoints go under checkpoint_dir(resume_dir). Returns (callbacks, the best-weights callback or None)."""
+    callbacks: list[pl.Callback] = [
+        ModelCheckpoint(dirpath=checkpoint_dir(resume_dir), save_top_k=0, save_last=True,
+                        every_n_train_steps=every_n_steps, enable_version_counter=False),
+        ThroughputMonitor(log_every),
+    ]
+    best = None
+    if best_by is not None:
+        monitor, mode = best_by
+        best = ModelCheckpoint(dirpath=checkpoint_dir(resume_dir), filename=BEST_CHECKPOINT, monitor=monitor,
+                               mode=mode, save_top_k=1, save_weights_only=True, enable_version_counter=False)
+        callbacks.append(best)
+    return callbacks, best
+
+
+def callback_metric(trainer: pl.Trainer, name: str) -> float | None:
+    """The last logged value of metric `name` as a float, None if it was never logged."""
+    value = trainer.callback_metrics.get(name)
+    return None if value is None else float(value)

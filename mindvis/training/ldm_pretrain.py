@@ -27,7 +27,6 @@ import pytorch_lightning as pl
 import torch
 import torch.nn.functional as F
 from diffusers import UNet2DConditionModel, VQModel
-from pytorch_lightning.callbacks import ModelCheckpoint
 from torch import nn
 from torch.utils.data import DataLoader, Dataset, TensorDataset
 from tqdm.auto import tqdm
@@ -42,11 +41,13 @@ from mindvis.evaluation.sampling import denoise_latents, initial_latent, to_uint
 from mindvis.models.ldm import alphas_cumprod, build_unet, build_vqvae
 from mindvis.training.common import (
     build_trainer,
-    checkpoint_dir,
+    callback_metric,
     clear_resume_state,
     fingerprint,
+    log_every_n_steps,
     make_adamw,
     resume_checkpoint,
+    training_callbacks,
     warmup_cosine_factor,
 )
 
@@ -278,9 +279,8 @@ def grid_classes(n_classes: int, n_shown: int) -> list[int]:
 
 def _fit(system: pl.LightningModule, loader: DataLoader, epochs: int, phase_dir: Path, job_fingerprint: str,
          settings: LdmPretrainConfig, trainer_cfg: TrainerConfig, run: Any) -> tuple[pl.Trainer, float]:
-    log_every = run.target.log_every_n_steps if run is not None else DEFAULT_LOG_EVERY_N_STEPS
-    callbacks = [ModelCheckpoint(dirpath=checkpoint_dir(phase_dir), save_top_k=0, save_last=True,
-                                 every_n_train_steps=settings.checkpoint_every_n_steps, enable_version_counter=False)]
+    log_every = log_every_n_steps(run, DEFAULT_LOG_EVERY_N_STEPS)
+    callbacks, _ = training_callbacks(phase_dir, settings.checkpoint_every_n_steps, log_every)
     trainer = build_trainer(trainer_cfg, max_epochs=epochs, callbacks=callbacks,
                             logger=run.lightning_logger() if run is not None else False,
                             log_every_n_steps=log_every, gradient_clip_val=1.0, default_root_dir=phase_dir,
@@ -345,7 +345,7 @@ def train_demo_ldm(demo_cfg: DemoDataConfig, cfg: StageBConfig, image_size: int,
         loader = DataLoader(crops, batch_size=settings.batch_size, shuffle=True, num_workers=trainer_cfg.num_workers)
         trainer, vq_seconds = _fit(system, loader, settings.vq_epochs, resume_dir / "vq", job, settings, trainer_cfg,
                                    run)
-        vq_steps, vq_loss = int(trainer.global_step), _metric(trainer, "vq/loss")
+        vq_steps, vq_loss = int(trainer.global_step), callback_metric(trainer, "vq/loss")
         vqvae = vqvae.cpu().eval()
         scale = normalize_latent_scale(vqvae, encode_images(vqvae, images[:: max(1, len(images) // 256)]))
         vqvae.save_pretrained(done)
@@ -375,7 +375,7 @@ def train_demo_ldm(demo_cfg: DemoDataConfig, cfg: StageBConfig, image_size: int,
         "n_images": len(images), "n_classes": len(names), "image_size": arch.image_size,
         "vq_steps": vq_steps, "vq_final_loss": vq_loss, "vq_reconstruction_l1": round(recon_l1, 4),
         "latent_scale": scale, "codes_used": codes_used, "codebook_size": arch.vq_num_embeddings,
-        "unet_steps": int(trainer.global_step), "unet_final_loss": _metric(trainer, "unet/loss"),
+        "unet_steps": int(trainer.global_step), "unet_final_loss": callback_metric(trainer, "unet/loss"),
         "vq_seconds": round(vq_seconds, 2), "unet_seconds": round(unet_seconds, 2),
     }
     if run is not None:
@@ -384,7 +384,3 @@ def train_demo_ldm(demo_cfg: DemoDataConfig, cfg: StageBConfig, image_size: int,
     log.info("demo LDM written to %s: %s", out_dir, summary)
     return summary
 
-
-def _metric(trainer: pl.Trainer, name: str) -> float | None:
-    value = trainer.callback_metrics.get(name)
-    return None if value is None else float(value)

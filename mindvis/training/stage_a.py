@@ -36,14 +36,17 @@ from mindvis.data.datasets import (
 from mindvis.errors import ConfigError
 from mindvis.models.mbm import MaskedBrainModel, MbmArchitecture, count_parameters
 from mindvis.training.common import (
-    ThroughputMonitor,
     build_trainer,
-    checkpoint_dir,
+    callback_metric,
     clear_resume_state,
+    dataset_batch_size,
     file_signature,
     fingerprint,
+    log_every_n_steps,
     make_adamw,
+    require_settings,
     resume_checkpoint,
+    training_callbacks,
     warmup_cosine_factor,
     weight_decay_groups,
 )
@@ -51,7 +54,6 @@ from mindvis.training.common import (
 log = logging.getLogger(__name__)
 
 FIGURE_SAMPLES = 4
-BEST_CHECKPOINT = "best"
 DEFAULT_LOG_EVERY_N_STEPS = 50
 
 TrainSettings = StageAPretrainConfig | StageAFinetuneConfig
@@ -159,30 +161,6 @@ def _model_sizes(cfg: StageAConfig) -> dict[str, Any]:
     return sizes
 
 
-def _require(settings: TrainSettings, section: str, *names: str) -> None:
-    unset = [name for name in names if getattr(settings, name) is None]
-    if unset:
-        raise ConfigError("training settings unset", path=f"stage_a.{section}", value=unset,
-                          expected="values (presets fill them when the config is resolved)")
-
-
-def _callbacks(settings: TrainSettings, resume_dir: Path, log_every: int, has_val: bool
-               ) -> tuple[list[pl.Callback], ModelCheckpoint | None]:
-    """Resume checkpointing (last.ckpt every N steps, written atomically by Lightning), throughput logging and,
-    with a validation set, the best-by-validation-loss weights (best.ckpt); checkpoints go under resume_dir."""
-    callbacks: list[pl.Callback] = [
-        ModelCheckpoint(dirpath=checkpoint_dir(resume_dir), save_top_k=0, save_last=True,
-                        every_n_train_steps=settings.checkpoint_every_n_steps, enable_version_counter=False),
-        ThroughputMonitor(log_every),
-    ]
-    best = None
-    if has_val:
-        best = ModelCheckpoint(dirpath=checkpoint_dir(resume_dir), filename=BEST_CHECKPOINT, monitor="val/loss",
-                               mode="min", save_top_k=1, save_weights_only=True, enable_version_counter=False)
-        callbacks.append(best)
-    return callbacks, best
-
-
 def _restore_best(system: MaskedBrainModelingSystem, best: ModelCheckpoint | None) -> float | None:
     """Load the best validation weights into `system` (if any were kept); return their validation loss."""
     if best is None or not best.best_model_path:
@@ -201,8 +179,9 @@ def _fit(model: MaskedBrainModel, datamodule: FmriDataModule, settings: TrainSet
         model, lr=settings.lr, min_lr=settings.min_lr, weight_decay=settings.weight_decay,
         warmup_epochs=settings.warmup_epochs, epochs=settings.epochs, mask_ratio=settings.mask_ratio,
         figure_batch=datamodule.sample_batch(FIGURE_SAMPLES), run=run)
-    log_every = run.target.log_every_n_steps if run is not None else DEFAULT_LOG_EVERY_N_STEPS
-    callbacks, best = _callbacks(settings, resume_dir, log_every, has_val)
+    log_every = log_every_n_steps(run, DEFAULT_LOG_EVERY_N_STEPS)
+    callbacks, best = training_callbacks(resume_dir, settings.checkpoint_every_n_steps, log_every,
+                                         best_by=("val/loss", "min") if has_val else None)
     trainer = build_trainer(trainer_cfg, max_epochs=settings.epochs, callbacks=callbacks,
                             logger=run.lightning_logger() if run is not None else False,
                             log_every_n_steps=log_every, gradient_clip_val=settings.clip_grad,
@@ -216,7 +195,7 @@ def _fit(model: MaskedBrainModel, datamodule: FmriDataModule, settings: TrainSet
     trainer.fit(system, datamodule=datamodule, ckpt_path=ckpt_path)
     summary = {**sizes, "global_step": int(trainer.global_step), "epochs": int(trainer.current_epoch),
                "resumed_from_step": system.start_step, "seconds": round(time.perf_counter() - started, 2),
-               "final_train_loss": _metric(trainer, "train/loss"), "best_val_loss": _restore_best(system, best)}
+               "final_train_loss": callback_metric(trainer, "train/loss"), "best_val_loss": _restore_best(system, best)}
     if trainer.is_global_zero:  # one writer under DDP
         system.to("cpu")
         save_mbm(model, out_dir, extra={**extra, "training": summary})
@@ -227,11 +206,6 @@ def _fit(model: MaskedBrainModel, datamodule: FmriDataModule, settings: TrainSet
             run.log_artifact(out_dir, "model")
         clear_resume_state(resume_dir)
     return summary
-
-
-def _metric(trainer: pl.Trainer, name: str) -> float | None:
-    value = trainer.callback_metrics.get(name)
-    return None if value is None else float(value)
 
 
 def train_stage_a_pretrain(inputs: Sequence[str | os.PathLike[str]], out_dir: str | os.PathLike[str],
@@ -250,7 +224,7 @@ def train_stage_a_pretrain(inputs: Sequence[str | os.PathLike[str]], out_dir: st
         summary figures (samples, voxels, parameters, steps, losses, seconds).
     """
     settings = cfg.pretrain
-    _require(settings, "pretrain", "epochs", "warmup_epochs", "batch_size", "lr")
+    require_settings(settings, "stage_a.pretrain", "epochs", "warmup_epochs", "batch_size", "lr")
     pl.seed_everything(settings.seed, workers=True, verbose=False)
     sizes = _model_sizes(cfg)
     selections = read_selections(inputs, lambda s, d: select_pretrain_rows(s, d, settings.include_god_train))
@@ -278,14 +252,10 @@ def train_stage_a_finetune(subject_dir: str | os.PathLike[str], init_checkpoint:
         out_dir, cfg, trainer_cfg, resume_dir, run: as train_stage_a_pretrain (`cfg.finetune` is used).
     """
     settings = cfg.finetune
-    _require(settings, "finetune", "epochs", "warmup_epochs", "batch_size", "lr")
+    require_settings(settings, "stage_a.finetune", "epochs", "warmup_epochs", "batch_size", "lr")
     subject_dir = Path(subject_dir)
     dataset_name = subject_dir.parent.name
-    batch_size = settings.batch_size.get(dataset_name)
-    if batch_size is None:
-        raise ConfigError("no A2 batch size for this dataset", path="stage_a.finetune.batch_size",
-                          value=dataset_name, expected=f"one of {sorted(settings.batch_size)}",
-                          hint=f"add {dataset_name}: <batch size> under stage_a.finetune.batch_size")
+    batch_size = dataset_batch_size(settings.batch_size, dataset_name, "stage_a.finetune.batch_size")
     pl.seed_everything(settings.seed, workers=True, verbose=False)
     model = load_mbm(init_checkpoint).train()
     selections = read_selections([subject_dir], select_test_rows)

@@ -22,33 +22,34 @@ from typing import Any
 import numpy as np
 import pytorch_lightning as pl
 import torch
-from pytorch_lightning.callbacks import ModelCheckpoint
 
 from mindvis.checkpoints.label2img import load_pretrained_ldm
 from mindvis.checkpoints.stage_a import load_fmri_encoder
 from mindvis.checkpoints.stage_b import save_stage_b
 from mindvis.config.runtime import TrainerConfig
-from mindvis.config.stage_b import StageBConfig, StageBTrainingConfig
+from mindvis.config.stage_b import StageBConfig
 from mindvis.data.contract import read_subject
 from mindvis.data.pairs import FmriImagePairs, PairDataModule, hold_out, stimulus_image_size, train_rows
-from mindvis.errors import CheckpointError, ConfigError
+from mindvis.errors import CheckpointError
 from mindvis.evaluation.generation import sample_grid
 from mindvis.evaluation.sampling import denoise_latents, initial_latent, to_uint8
 from mindvis.models.ldm import FmriLDM, assemble_fmri_ldm
 from mindvis.training.common import (
-    ThroughputMonitor,
     build_trainer,
-    checkpoint_dir,
+    callback_metric,
     clear_resume_state,
+    dataset_batch_size,
     file_signature,
     fingerprint,
+    log_every_n_steps,
     make_adamw,
+    require_settings,
     resume_checkpoint,
+    training_callbacks,
 )
 
 log = logging.getLogger(__name__)
 
-BEST_CHECKPOINT = "best"
 VAL_METRIC = "val/pixel_corr"
 DEFAULT_LOG_EVERY_N_STEPS = 50
 ADAMW_BETAS = (0.9, 0.999)  # torch's AdamW defaults, which the reference uses
@@ -148,22 +149,6 @@ def load_trainable_weights(system: StageBSystem, path: str | os.PathLike[str]) -
     system.load_state_dict(state, strict=False)
 
 
-def _require(settings: StageBTrainingConfig, *names: str) -> None:
-    unset = [name for name in names if getattr(settings, name) is None]
-    if unset:
-        raise ConfigError("Stage B training settings unset", path="stage_b.training", value=unset,
-                          expected="values (presets fill them when the config is resolved)")
-
-
-def _batch_size(settings: StageBTrainingConfig, dataset_name: str) -> int:
-    batch_size = settings.batch_size.get(dataset_name)
-    if batch_size is None:
-        raise ConfigError("no Stage B batch size for this dataset", path="stage_b.training.batch_size",
-                          value=dataset_name, expected=f"one of {sorted(settings.batch_size)}",
-                          hint=f"add {dataset_name}: <batch size> under stage_b.training.batch_size")
-    return batch_size
-
-
 def build_stage_b_model(encoder_checkpoint: str | os.PathLike[str], pretrained_ldm: str | os.PathLike[str],
                         image_size: int) -> FmriLDM:
     """The DC-LDM to fine-tune: pretrained UNet + VQ at `image_size` px, the A2 encoder, a fresh conditioning head."""
@@ -191,10 +176,10 @@ def train_stage_b(subject_dir: str | os.PathLike[str], encoder_checkpoint: str |
         summary figures (pairs, parameters, steps, losses, best validation score, seconds).
     """
     settings = cfg.training
-    _require(settings, "learning_rate", "epochs", "batch_size", "val_items", "val_every_n_epochs", "val_steps",
+    require_settings(settings, "stage_b.training", "learning_rate", "epochs", "batch_size", "val_items", "val_every_n_epochs", "val_steps",
              "checkpoint_every_n_steps")
     subject_dir, out_dir, resume_dir = Path(subject_dir), Path(out_dir), Path(resume_dir)
-    batch_size = _batch_size(settings, subject_dir.parent.name)
+    batch_size = dataset_batch_size(settings.batch_size, subject_dir.parent.name, "stage_b.training.batch_size")
     pl.seed_everything(settings.seed, workers=True, verbose=False)
     image_size = cfg.architecture.image_size or stimulus_image_size(subject_dir)
     model = build_stage_b_model(encoder_checkpoint, pretrained_ldm, image_size)
@@ -216,16 +201,9 @@ def train_stage_b(subject_dir: str | os.PathLike[str], encoder_checkpoint: str |
                           val_scheduler=cfg.sampling.resolved_scheduler, val_steps=settings.val_steps,
                           seed=settings.seed, run=run)
     has_val = val_set is not None
-    log_every = run.target.log_every_n_steps if run is not None else DEFAULT_LOG_EVERY_N_STEPS
-    callbacks: list[pl.Callback] = [
-        ModelCheckpoint(dirpath=checkpoint_dir(resume_dir), save_top_k=0, save_last=True,
-                        every_n_train_steps=settings.checkpoint_every_n_steps, enable_version_counter=False),
-        ThroughputMonitor(log_every),
-    ]
-    best = ModelCheckpoint(dirpath=checkpoint_dir(resume_dir), filename=BEST_CHECKPOINT, monitor=VAL_METRIC, mode="max",
-                           save_top_k=1, save_weights_only=True, enable_version_counter=False)
-    if has_val:
-        callbacks.append(best)
+    log_every = log_every_n_steps(run, DEFAULT_LOG_EVERY_N_STEPS)
+    callbacks, best = training_callbacks(resume_dir, settings.checkpoint_every_n_steps, log_every,
+                                         best_by=(VAL_METRIC, "max") if has_val else None)
     trainer = build_trainer(trainer_cfg, max_epochs=settings.epochs, callbacks=callbacks,
                             logger=run.lightning_logger() if run is not None else False,
                             log_every_n_steps=log_every, gradient_clip_val=settings.grad_clip,
@@ -246,13 +224,13 @@ def train_stage_b(subject_dir: str | os.PathLike[str], encoder_checkpoint: str |
     seconds = time.perf_counter() - started
 
     best_score = None
-    if has_val and best.best_model_path:
+    if best is not None and best.best_model_path:
         load_trainable_weights(system, best.best_model_path)
         best_score = float(best.best_model_score)
     summary = {
         "n_train": len(train_set), "n_val": len(val_rows), "image_size": image_size, **parameters,
         "global_step": int(trainer.global_step), "epochs": int(trainer.current_epoch),
-        "final_train_loss": _metric(trainer, "train/loss"), "best_val_pixel_corr": best_score,
+        "final_train_loss": callback_metric(trainer, "train/loss"), "best_val_pixel_corr": best_score,
         "resumed_from_step": system.start_step, "seconds": round(seconds, 2),
     }
     if trainer.is_global_zero:
@@ -267,7 +245,3 @@ def train_stage_b(subject_dir: str | os.PathLike[str], encoder_checkpoint: str |
         clear_resume_state(resume_dir)
     return summary
 
-
-def _metric(trainer: pl.Trainer, name: str) -> float | None:
-    value = trainer.callback_metrics.get(name)
-    return None if value is None else float(value)

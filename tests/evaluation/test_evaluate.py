@@ -32,8 +32,6 @@ TOP_LEVEL_KEYS = {"n_way", "n_samples", "n_test", "n_train", "mindvis", "baselin
 NETWORK_METRICS = {"alexnet2", "alexnet5", "inception", "clip", "effnet_dist", "swav_dist", "fid", "fid64"}
 
 
-
-
 def smooth_images(n: int, seed: int) -> np.ndarray:
     """Distinct smooth colour images: random 3x3 colour fields, bicubically enlarged."""
     coarse = torch.from_numpy(np.random.default_rng(seed).random((n, 3, 3, 3))).float()

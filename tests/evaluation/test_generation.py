@@ -21,8 +21,6 @@ from tests.stage_b_helpers import TINY_LDM, write_task_subject
 SAMPLING = SamplingConfig(scheduler="ddim", steps=3, n_samples=2, batch_size=4)
 
 
-
-
 @pytest.fixture(scope="module")
 def stage_b_dir(tmp_path_factory):
     torch.manual_seed(0)

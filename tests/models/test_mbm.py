@@ -20,8 +20,6 @@ from mindvis.models.mbm import (
 FIXTURES = Path(__file__).parents[1] / "fixtures" / "release" / "stage_a"
 
 
-
-
 def tiny_model(num_voxels: int = 64, patch_size: int = 8, seed: int = 0) -> MaskedBrainModel:
     torch.manual_seed(seed)
     arch = MbmArchitecture(num_voxels=num_voxels, patch_size=patch_size, embed_dim=32, depth=2, num_heads=4,

@@ -26,8 +26,6 @@ from tests.stage_b_helpers import TINY_LDM
 FIXTURE = Path(__file__).parents[1] / "fixtures" / "release" / "stage_b"
 
 
-
-
 def test_compvis_state_dict_reproduces_the_reference_layout_exactly():
     """The fixture's weights were written by the reference code: converting them to diffusers and back must give
     the same CompVis keys, tensors and schedule buffers."""

@@ -33,8 +33,6 @@ from tests.killed_jobs import kill_after_first_checkpoint, rerun_to_completion
 FIXTURES = Path(__file__).parents[1] / "fixtures" / "release"
 
 
-
-
 def write_fake_subject(root: Path, dataset: str, subject: str, n_voxels: int, splits: dict[str, int],
                        seed: int) -> Path:
     """A contract directory whose rows are smooth random mixtures of a few sinusoids (learnable) plus noise."""

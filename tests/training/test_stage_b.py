@@ -14,13 +14,11 @@ from mindvis.checkpoints import load_stage_b
 from mindvis.config.stage_b import LdmArchitectureConfig
 from mindvis.data.contract import read_subject
 from mindvis.data.pairs import FmriImagePairs, train_rows
-from mindvis.errors import ConfigError
+from mindvis.errors import CheckpointError, ConfigError
 from mindvis.tracking import open_job_run_for_tests
 from mindvis.training.stage_b import StageBSystem, build_stage_b_model, pixel_correlation, train_stage_b
 from tests.killed_jobs import kill_after_first_checkpoint, rerun_to_completion
 from tests.stage_b_helpers import write_pretrained_ldm, write_stage_a2, write_task_subject
-
-
 
 
 @pytest.fixture(scope="module")
@@ -75,7 +73,7 @@ def test_checkpoints_hold_only_trainable_tensors(inputs):
     system.on_save_checkpoint(checkpoint)
     assert set(checkpoint["state_dict"]) == set(system.trainable)
     del checkpoint["state_dict"][system.trainable[0]]
-    with pytest.raises(Exception, match="lacks trainable"):
+    with pytest.raises(CheckpointError, match="lacks trainable"):
         system.on_load_checkpoint(checkpoint)
 
 
