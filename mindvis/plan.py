@@ -133,6 +133,11 @@ def resume_dir(cfg: Config, rule: str, *parts: str) -> str:
     return str(Path(cfg.results_root, ".resume", rule, *parts))
 
 
+def launch_dir(cfg: Config) -> Path:
+    """Where multi-node training writes its srun call specs: under results_root, which every node must share."""
+    return Path(cfg.results_root, ".launch")
+
+
 def stage_a_pretrain_inputs(cfg: Config) -> list[str]:
     """fmri.npy + samples.parquet of every subject Stage A1 learns from (HCP, plus GOD train fMRI when enabled)."""
     datasets = ["HCP"] + (["GOD"] if cfg.stage_a.pretrain.include_god_train else [])
@@ -156,6 +161,16 @@ def stage_a_init(cfg: Config) -> str:
     return str(Path(cfg.results_root, "stage_a", "pretrain", "model.safetensors"))
 
 
+def trains_demo_ldm(cfg: Config) -> bool:
+    """Whether rule ldm_pretrain exists: demo mode without a pretrained LDM and with Stage B trained here."""
+    return cfg.demo and cfg.stage_b.pretrained_ldm is None and cfg.stage_b.finetuned is None
+
+
+def demo_ldm_dir(cfg: Config) -> Path:
+    """Where ldm_pretrain writes the demo's label2img-layout LDM (model.ckpt + config.yaml)."""
+    return Path(cfg.results_root, "ldm_pretrain")
+
+
 def pretrained_ldm(cfg: Config) -> str:
     """The label2img-layout LDM Stage B starts from: `stage_b.pretrained_ldm`, or the demo's ldm_pretrain output."""
     if cfg.stage_b.pretrained_ldm is not None:
@@ -165,7 +180,7 @@ def pretrained_ldm(cfg: Config) -> str:
                           value=None, expected="a directory with the CompVis label2img model.ckpt + config.yaml",
                           hint="download MinD-Vis' pretrains/ldm/label2img and set stage_b.pretrained_ldm, or set "
                                "stage_b.finetuned to a finetuned.pth to only generate")
-    return str(Path(cfg.results_root, "ldm_pretrain", "model.ckpt"))
+    return str(demo_ldm_dir(cfg) / "model.ckpt")
 
 
 def stage_b_model(cfg: Config, dataset: str = "{dataset}", subject: str = "{subject}") -> str:
@@ -175,11 +190,19 @@ def stage_b_model(cfg: Config, dataset: str = "{dataset}", subject: str = "{subj
     return str(Path(cfg.results_root, "stage_b", dataset, subject, "stage_b.json"))
 
 
+def trains_demo_classifier(cfg: Config) -> bool:
+    """Whether rule demo_classifier exists: demo mode without configured n-way classifier weights."""
+    return cfg.demo and cfg.evaluation.weights.classifier is None
+
+
+def demo_classifier_dir(cfg: Config) -> Path:
+    """Where demo_classifier writes its classifier (model.safetensors + config.json)."""
+    return Path(cfg.results_root, "demo_classifier")
+
+
 def n_way_classifier(cfg: Config) -> list[str]:
     """The n-way classifier evaluate needs as an input: the demo classifier in demo mode without configured weights."""
-    if cfg.demo and cfg.evaluation.weights.classifier is None:
-        return [str(Path(cfg.results_root, "demo_classifier", "model.safetensors"))]
-    return []
+    return [str(demo_classifier_dir(cfg) / "model.safetensors")] if trains_demo_classifier(cfg) else []
 
 
 def check_weight_files(cfg: Config) -> None:
@@ -195,7 +218,14 @@ def eval_dir(cfg: Config, dataset: str = "{dataset}", subject: str = "{subject}"
     return Path(cfg.results_root, "eval", dataset, subject)
 
 
+# The files report_summary writes (mindvis.evaluation.report's names, repeated so that planning stays light to import).
 REPORT_FILES = ("metrics_table.html", "metrics_table.csv", "training_curves.png")
+
+
+def metrics_files(cfg: Config, target_pairs: list[tuple[str, str]] | None = None) -> list[str]:
+    """metrics.json of every decoding target (`target_pairs`, default targets(cfg)): what the report summarises."""
+    pairs = targets(cfg) if target_pairs is None else target_pairs
+    return [str(eval_dir(cfg, dataset, subject) / "metrics.json") for dataset, subject in pairs]
 
 
 def final_outputs(cfg: Config) -> list[str]:
@@ -204,9 +234,9 @@ def final_outputs(cfg: Config) -> list[str]:
     for dataset in cfg.datasets:
         for subject in subjects(cfg, dataset):
             outputs += preprocessed_outputs(cfg, dataset, subject).values()
-    for dataset, subject in targets(cfg):
-        outputs.append(str(eval_dir(cfg, dataset, subject) / "metrics.json"))
-    if targets(cfg):
+    target_pairs = targets(cfg)
+    outputs += metrics_files(cfg, target_pairs)
+    if target_pairs:
         outputs += [str(Path(cfg.results_root, "report", name)) for name in REPORT_FILES]
     elif cfg.stage_a.pretrained is None and "HCP" in cfg.datasets:
         outputs.append(str(Path(cfg.results_root, "stage_a", "pretrain", "model.safetensors")))

@@ -1,11 +1,11 @@
 # Generation from held-out fMRI, scoring against the ridge baselines and chance, and the report's summary.
 
-if CFG.demo and CFG.evaluation.weights.classifier is None:
+if plan.trains_demo_classifier(CFG):
 
     rule demo_classifier:
         output:
-            model=f"{RESULTS}/demo_classifier/model.safetensors",
-            config=f"{RESULTS}/demo_classifier/config.json",
+            model=plan.n_way_classifier(CFG)[0],
+            config=str(plan.demo_classifier_dir(CFG) / "config.json"),
         params:
             config_section="demo_data",
         log:
@@ -85,7 +85,7 @@ localrules:
 
 rule report_summary:
     input:
-        [str(plan.eval_dir(CFG, ds, s) / "metrics.json") for ds, s in plan.targets(CFG)],
+        plan.metrics_files(CFG),
     output:
         table=report(f"{RESULTS}/report/metrics_table.html", caption="../report/captions/metrics_table.rst",
                      category="2. Metrics"),

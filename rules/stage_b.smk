@@ -2,12 +2,12 @@
 # and a pretrained label2img LDM (real: stage_b.pretrained_ldm; demo: ldm_pretrain trains a tiny stand-in).
 # stage_b.finetuned (a MinD-Vis finetuned.pth) skips training: generate reads it directly.
 
-if CFG.demo and CFG.stage_b.pretrained_ldm is None and CFG.stage_b.finetuned is None:
+if plan.trains_demo_ldm(CFG):
 
     rule ldm_pretrain:
         output:
-            ckpt=f"{RESULTS}/ldm_pretrain/model.ckpt",
-            config=f"{RESULTS}/ldm_pretrain/config.yaml",
+            ckpt=plan.pretrained_ldm(CFG),
+            config=str(plan.demo_ldm_dir(CFG) / "config.yaml"),
         params:
             config_section="stage_b",
             resume_dir=plan.resume_dir(CFG, "ldm_pretrain"),

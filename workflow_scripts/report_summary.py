@@ -2,12 +2,11 @@
 
 import logging
 
+from mindvis.config import resolve
 from mindvis.evaluation.report import summarize_results
 from mindvis.workflow import setup_logging
 
 setup_logging(snakemake.log[0])  # noqa: F821 (snakemake is injected by the script directive)
-from mindvis.config import resolve  # noqa: E402
-
 cfg = resolve(snakemake.config)  # noqa: F821
 written = summarize_results(cfg.results_root, cfg.tracking.tracking_uri, cfg.tracking.experiment)
 logging.getLogger("report_summary").info("wrote %s", written)

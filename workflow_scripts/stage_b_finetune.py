@@ -2,14 +2,15 @@
 
 from pathlib import Path
 
+from mindvis import plan
 from mindvis.training.launch import launch
 from mindvis.training.stage_b import train_stage_b
 from mindvis.workflow import job
 
 with job(snakemake) as (cfg, run):  # noqa: F821 (snakemake is injected by the script directive)
-    inputs, resume_dir = snakemake.input, snakemake.params.resume_dir  # noqa: F821
+    inputs = snakemake.input  # noqa: F821
     launch(train_stage_b,
            {"subject_dir": Path(inputs.samples).parent, "encoder_checkpoint": Path(inputs.encoder).parent,
             "pretrained_ldm": inputs.ldm, "out_dir": Path(snakemake.output.model).parent,  # noqa: F821
-            "cfg": cfg.stage_b, "resume_dir": resume_dir},
-           cfg.trainer, run, spec_dir=Path(cfg.results_root) / ".launch")
+            "cfg": cfg.stage_b, "resume_dir": snakemake.params.resume_dir},  # noqa: F821
+           cfg.trainer, run, spec_dir=plan.launch_dir(cfg))

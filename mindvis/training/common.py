@@ -121,8 +121,7 @@ def cluster_plugins(trainer_cfg: TrainerConfig) -> list[Any]:
     SLURM's one task as the whole world and train on one device; with one node, letting Lightning launch its own
     `devices` processes (LightningEnvironment) uses every allocated device instead.
     """
-    wants_processes = trainer_cfg.devices * trainer_cfg.num_nodes > 1
-    if wants_processes and trainer_cfg.num_nodes == 1 and os.environ.get("SLURM_NTASKS", "1") == "1" \
+    if trainer_cfg.world_size > 1 and trainer_cfg.num_nodes == 1 and os.environ.get("SLURM_NTASKS", "1") == "1" \
             and "SLURM_JOB_ID" in os.environ:
         return [LightningEnvironment()]
     return []
