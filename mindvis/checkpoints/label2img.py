@@ -27,8 +27,13 @@ from diffusers.loaders.single_file_utils import (
     convert_ldm_vae_checkpoint,
 )
 
-from mindvis.checkpoints.release_ldm import UNET_PREFIX, VQ_PREFIX, PretrainedLdm, load_label2img, state_dict_of
-from mindvis.checkpoints.safe_pickle import load_release_checkpoint
+from mindvis.checkpoints.release_ldm import (
+    CLASS_EMBEDDING_KEY,
+    UNET_PREFIX,
+    VQ_PREFIX,
+    PretrainedLdm,
+    load_label2img,
+)
 from mindvis.config.stage_b import LdmArchitecture
 from mindvis.errors import CheckpointError
 from mindvis.io import atomic_directory
@@ -38,7 +43,6 @@ log = logging.getLogger(__name__)
 
 CHECKPOINT_FILE = "model.ckpt"
 CONFIG_FILE = "config.yaml"
-CLASS_EMBEDDING_KEY = "cond_stage_model.embedding.weight"
 
 # diffusers ResnetBlock2D parameter -> CompVis openaimodel ResBlock layer
 _UNET_RESNET = {"norm1": "in_layers.0", "conv1": "in_layers.2", "time_emb_proj": "emb_layers.1",
@@ -218,26 +222,23 @@ def compvis_config(arch: LdmArchitecture, n_classes: int) -> dict[str, Any]:
 
 
 def save_label2img(directory: str | Path, arch: LdmArchitecture, unet: UNet2DConditionModel, vqvae: VQModel,
-                   class_embedding: torch.Tensor, global_step: int = 0) -> Path:
-    """Write a pretrained LDM as `model.ckpt` + `config.yaml` (CompVis label2img layout) to `directory`, atomically."""
+                   class_embedding: torch.Tensor, global_step: int = 0,
+                   extra_files: dict[str, str] | None = None) -> Path:
+    """Write a pretrained LDM as `model.ckpt` + `config.yaml` (CompVis label2img layout) to `directory`, atomically.
+
+    `extra_files` (file name -> text) are written into the same directory in the same atomic step (the demo LDM's
+    class index and recipe); readers of the layout ignore them.
+    """
     directory = Path(directory)
     state = to_compvis_state_dict(unet, vqvae, arch, class_embedding)
     config = compvis_config(arch, n_classes=int(class_embedding.shape[0]))
     with atomic_directory(directory) as tmp:
         torch.save({"state_dict": state, "global_step": int(global_step)}, tmp / CHECKPOINT_FILE)
         (tmp / CONFIG_FILE).write_text(yaml.safe_dump(config, sort_keys=False))
+        for name, text in (extra_files or {}).items():
+            (tmp / name).write_text(text)
     log.info("saved pretrained LDM (CompVis label2img layout) to %s", directory)
     return directory
-
-
-def load_class_embedding(path: str | Path) -> torch.Tensor:
-    """The ClassEmbedder table (n_classes, context_dim) of a label2img directory or model.ckpt."""
-    ckpt = _checkpoint_path(Path(path))
-    state = state_dict_of(load_release_checkpoint(ckpt), "state_dict", ckpt)
-    if CLASS_EMBEDDING_KEY not in state:
-        raise CheckpointError("the LDM has no class embedding", path=ckpt, value=CLASS_EMBEDDING_KEY,
-                              expected="a label2img checkpoint (ClassEmbedder cond stage)")
-    return state[CLASS_EMBEDDING_KEY]
 
 
 def _checkpoint_path(path: Path) -> Path:

@@ -39,6 +39,7 @@ UNET_PREFIX = "model.diffusion_model."
 VQ_PREFIX = "first_stage_model."
 TIME_HEAD_PREFIX = UNET_PREFIX + "time_embed_condtion."  # sic: the reference's spelling
 COND_PREFIX = "cond_stage_model."
+CLASS_EMBEDDING_KEY = COND_PREFIX + "embedding.weight"
 ENCODER_PREFIX = COND_PREFIX + "mae."
 
 # CompVis layer index -> our module name in TimeConditioningHead (the token mapper keeps the reference's names).
@@ -47,11 +48,17 @@ _TIME_HEAD_KEYS = {"0": "token_reducer.0", "1": "token_reducer.1", "2": "project
 
 @dataclass
 class PretrainedLdm:
-    """A pretrained LDM as diffusers modules: the UNet (without fMRI conditioning) and the VQ first stage."""
+    """A pretrained LDM as diffusers modules: the UNet (without fMRI conditioning) and the VQ first stage.
+
+    Attributes:
+        class_embedding: (n_classes, context_dim) the label2img class embedder's table (the context token of
+            each class), or None when the checkpoint has none.
+    """
 
     architecture: LdmArchitecture
     unet: UNet2DConditionModel
     vqvae: VQModel
+    class_embedding: torch.Tensor | None = None
 
 
 def _shape(state: dict[str, torch.Tensor], key: str, path: Path | str) -> tuple[int, ...]:
@@ -295,8 +302,8 @@ def load_label2img(ckpt_path: str | Path, config_yaml: str | Path | None = None,
         config_yaml: its OmegaConf config; None = sizes read off the weight shapes (1 attention head, 256 px).
         image_size: override the image side in px (sets the latent size for sampling).
     Returns:
-        PretrainedLdm with both modules in eval mode; the class embedder (`cond_stage_model.embedding`) is dropped:
-        MinD-Vis replaces it by the fMRI conditioning stage.
+        PretrainedLdm with both modules in eval mode and the class embedder's table (`cond_stage_model.embedding`),
+        which MinD-Vis replaces by the fMRI conditioning stage.
     """
     ckpt_path = Path(ckpt_path)
     state = state_dict_of(load_release_checkpoint(ckpt_path), "state_dict", ckpt_path)
@@ -310,7 +317,11 @@ def load_label2img(ckpt_path: str | Path, config_yaml: str | Path | None = None,
     unet = unet_from_release(state, arch, ckpt_path).eval()
     vqvae = vqvae_from_release(state, arch, ckpt_path).eval()
     log.info("loaded label2img LDM from %s: UNet %s, VQ %s", ckpt_path, arch.channel_mult, arch.vq_channel_mult)
-    return PretrainedLdm(arch, unet, vqvae)
+    class_embedding = state.get(CLASS_EMBEDDING_KEY)
+    if class_embedding is not None and tuple(class_embedding.shape[1:]) != (arch.context_dim,):
+        raise CheckpointError("the class embedder does not fit the UNet's context width", path=ckpt_path,
+                              value=tuple(class_embedding.shape), expected=f"(n_classes, {arch.context_dim})")
+    return PretrainedLdm(arch, unet, vqvae, None if class_embedding is None else class_embedding.float())
 
 
 def import_finetuned(path: str | Path, config_yaml: str | Path | None = None, image_size: int | None = None,

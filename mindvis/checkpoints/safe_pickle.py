@@ -20,7 +20,6 @@ import pickle
 import pickletools
 import re
 import zipfile
-from collections import OrderedDict
 from pathlib import Path
 from typing import Any, ClassVar
 

@@ -49,6 +49,26 @@ class BaselineConfig:
 
 
 @dataclass(frozen=True)
+class DemoClassifierConfig:
+    """Demo only: training of the small CNN that plays the ImageNet classifier's part in the n-way metric.
+
+    Every epoch draws new images of every demo category (never the datasets' stimuli); AdamW with a one-cycle
+    learning-rate schedule. The default demo reads the shipped classifier made with these values
+    (mindvis.demo.pretrained); other values make the demo_classifier rule train one.
+    """
+
+    images_per_category: int = field(default=24, metadata={
+        "minimum": 1, "description": "fresh training images per category and epoch"})
+    val_images_per_category: int = field(default=4, metadata={"minimum": 1})
+    epochs: int = field(default=30, metadata={"minimum": 1, "maximum": 998})
+    batch_size: int = field(default=64, metadata={"minimum": 1})
+    learning_rate: float = field(default=3e-3, metadata={"exclusiveMinimum": 0})
+    weight_decay: float = field(default=0.05, metadata={"minimum": 0})
+    width: int = field(default=48, metadata={"minimum": 1, "description": "channels after the stem (doubled twice)"})
+    seed: int = field(default=2022, metadata={"minimum": 0})
+
+
+@dataclass(frozen=True)
 class EvaluationConfig:
     """How reconstructions are scored (MinD-Vis n-way / pairwise protocol and the NSD papers' metric suite)."""
 
@@ -69,6 +89,7 @@ class EvaluationConfig:
         "description": "torch device for metric networks: auto (cuda if available, else cpu), cpu, cuda, cuda:1..."})
     seed: int = 2022
     baselines: BaselineConfig = BaselineConfig()
+    demo_classifier: DemoClassifierConfig = DemoClassifierConfig()
 
 
 # Values filling keys left null in config.yaml (mindvis.config presets). Upsampling 64 px demo images to 425 px

@@ -35,6 +35,8 @@ BACKGROUNDS: tuple[str, ...] = ("uniform", "gradient", "blotchy")
 MAX_CATEGORIES = len(SHAPES) * len(TEXTURES) * len(HUE_NAMES)
 MIN_CATEGORIES = 100
 FAKE_WNID_BASE = 90_000_000
+GENERATOR_VERSION = 1
+"""Bump when a change here alters what is drawn: the shipped demo weights (mindvis.demo.pretrained) record it."""
 
 
 @dataclass(frozen=True)

@@ -254,3 +254,43 @@ def assemble_fmri_ldm(architecture: LdmArchitecture, unet: UNet2DConditionModel,
     conditioner = FmriConditioner(encoder, mapper)
     time_head = TimeConditioningHead(architecture.context_dim, architecture.time_embed_dim)
     return FmriLDM(architecture, unet, vqvae, conditioner, time_head)
+
+
+class ClassConditionedLdm(nn.Module):
+    """label2img in miniature: a UNet denoising VQ latents, conditioned on a class through a learned embedding.
+
+    The class embedding (n_classes, C) gives a one-token cross-attention context (N, 1, C), as the CompVis
+    ClassEmbedder. The UNet's `class_labels` input (the time-conditioning path MinD-Vis adds later) receives zeros.
+    Exposes `architecture`, `latent_shape` and `denoise` like FmriLDM, so the same samplers run it.
+    """
+
+    def __init__(self, architecture: LdmArchitecture, unet: UNet2DConditionModel, n_classes: int) -> None:
+        super().__init__()
+        self.architecture = architecture
+        self.unet = unet
+        self.class_embedding = nn.Embedding(n_classes, architecture.context_dim)
+        self.register_buffer("alphas_cumprod", alphas_cumprod(architecture), persistent=False)
+
+    @property
+    def latent_shape(self) -> tuple[int, int, int]:
+        size = self.architecture.latent_size
+        return (self.architecture.latent_channels, size, size)
+
+    def condition(self, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """labels (N,) int64 -> (context (N, 1, C), zero time conditioning (N, E))."""
+        context = self.class_embedding(labels)[:, None, :]
+        return context, context.new_zeros(len(labels), self.architecture.time_embed_dim)
+
+    def denoise(self, x_t: torch.Tensor, t: torch.Tensor, context: torch.Tensor, time_cond: torch.Tensor
+                ) -> torch.Tensor:
+        """Noise prediction (N, c, h, w) of noisy latents x_t at timesteps t."""
+        return self.unet(x_t, t, encoder_hidden_states=context, class_labels=time_cond).sample
+
+    def training_loss(self, latents: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        """eps-MSE at uniform t for clean latents (N, c, h, w) of classes `labels` (N,)."""
+        t = torch.randint(0, self.architecture.num_train_timesteps, (len(latents),), device=latents.device)
+        noise = torch.randn_like(latents)
+        a_t = self.alphas_cumprod[t].to(latents.dtype).view(-1, 1, 1, 1)
+        x_t = a_t.sqrt() * latents + (1.0 - a_t).sqrt() * noise
+        context, time_cond = self.condition(labels)
+        return F.mse_loss(self.denoise(x_t, t, context, time_cond), noise)

@@ -31,7 +31,9 @@ from tqdm.auto import tqdm
 
 from mindvis.checkpoints.own_format import own_format_dir, read_own_format, save_own_format
 from mindvis.config.data import DemoDataConfig
+from mindvis.config.evaluation import DemoClassifierConfig
 from mindvis.demo.images import category_table, generate_category_images
+from mindvis.demo.pretrained import classifier_recipe
 from mindvis.errors import CheckpointError, ConfigError
 from mindvis.evaluation.networks import IMAGENET_MEAN, IMAGENET_STD, ImageClassifier, make_preprocess, resolve_device
 
@@ -109,44 +111,46 @@ def _accuracy(model: DemoClassifierNet, images: np.ndarray, labels: np.ndarray, 
     return top1 / len(images), top5 / len(images)
 
 
-def train_demo_classifier(demo_cfg: DemoDataConfig, image_size: int, out_dir: str | os.PathLike[str], seed: int,
-                          device: str | torch.device = "auto", run: Any = None, *, images_per_category: int = 24,
-                          val_images_per_category: int = 4, epochs: int = 6, batch_size: int = 64,
-                          learning_rate: float = 3e-3, weight_decay: float = 0.05, width: int = 32
-                          ) -> dict[str, Any]:
+def train_demo_classifier(demo_cfg: DemoDataConfig, image_size: int, out_dir: str | os.PathLike[str],
+                          settings: DemoClassifierConfig, device: str | torch.device = "auto",
+                          run: Any = None) -> dict[str, Any]:
     """Train the demo's stand-in for the n-way classifier and write it to `out_dir` (own format, atomically).
 
-    Every epoch draws `images_per_category` new images of every demo category (the demo's categories, train and
-    test; fresh images, never the datasets' stimuli); accuracy is measured after each epoch on
-    `val_images_per_category` further fresh images per category. AdamW with a one-cycle learning-rate schedule.
+    Every epoch draws `settings.images_per_category` new images of every demo category (the demo's categories,
+    train and test; fresh images, never the datasets' stimuli); accuracy is measured after each epoch on
+    `settings.val_images_per_category` further fresh images per category. AdamW with a one-cycle schedule.
 
     Args:
         demo_cfg: the demo data config (its seed and category counts define the categories).
         image_size: side in px of the images the classifier is trained on and will see (preprocess.image_size).
         out_dir: receives model.safetensors + config.json.
-        seed: fixes initialisation, batch order and the images drawn.
+        settings: the `evaluation.demo_classifier` section (its seed fixes initialisation, batch order and images).
         device: "auto" (CUDA when available, else CPU), "cpu", "cuda", ...
         run: optional mindvis.tracking.JobRun: per-epoch train/loss, val/accuracy, val/top5; final summary.
+    config.json records the recipe (mindvis.demo.pretrained.classifier_recipe), which tells whether a shipped
+    classifier fits a config.
     Returns:
         summary: n_classes, n_way, n_train_images (over all epochs), val_accuracy, val_top5, chance, epochs,
         seconds.
     """
+    seed, epochs, batch_size = settings.seed, settings.epochs, settings.batch_size
+    images_per_category, learning_rate = settings.images_per_category, settings.learning_rate
     if not 1 <= epochs <= MAX_EPOCHS:
-        raise ConfigError("demo classifier epochs out of range", value=epochs, expected=f"1..{MAX_EPOCHS}")
-    if min(images_per_category, val_images_per_category, batch_size, image_size - 7) < 1:
-        raise ConfigError("demo classifier sizes must be positive (images at least 8 px)",
-                          value={"images_per_category": images_per_category, "batch_size": batch_size,
-                                 "val_images_per_category": val_images_per_category, "image_size": image_size})
+        raise ConfigError("demo classifier epochs out of range", path="evaluation.demo_classifier.epochs",
+                          value=epochs, expected=f"1..{MAX_EPOCHS}")
+    if image_size < 8:
+        raise ConfigError("the demo classifier needs images of at least 8 px", path="preprocess.image_size",
+                          value=image_size, expected=">= 8")
     device = resolve_device(str(device))
     torch.manual_seed(seed)
     classes = category_table(demo_cfg)
-    arch = DemoClassifierArchitecture(num_classes=len(classes), width=width)
+    arch = DemoClassifierArchitecture(num_classes=len(classes), width=settings.width)
     model = DemoClassifierNet(arch).to(device)
     preprocess = make_preprocess(image_size, IMAGENET_MEAN, IMAGENET_STD)
-    val_images, val_labels = _fresh_set(demo_cfg, val_images_per_category, seed * 1000 + VALIDATION_EPOCH,
+    val_images, val_labels = _fresh_set(demo_cfg, settings.val_images_per_category, seed * 1000 + VALIDATION_EPOCH,
                                         image_size)
     steps_per_epoch = max(1, len(classes) * images_per_category // batch_size)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=learning_rate, weight_decay=weight_decay)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=learning_rate, weight_decay=settings.weight_decay)
     schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, learning_rate, total_steps=epochs * steps_per_epoch)
     order_rng = torch.Generator().manual_seed(seed)
     log.info("demo classifier: %d categories, %d fresh images per category and epoch, %d epochs, %d px, on %s",
@@ -186,13 +190,13 @@ def train_demo_classifier(demo_cfg: DemoDataConfig, image_size: int, out_dir: st
         "architecture": asdict(arch),
         "preprocess": {"input_px": image_size, "mean": list(IMAGENET_MEAN), "std": list(IMAGENET_STD)},
         "classes": [{"index": c.index, "wnid": c.wnid, "name": c.name, "split": c.split} for c in classes],
-        "training": {**summary, "seed": seed, "images_per_category": images_per_category,
-                     "learning_rate": learning_rate, "weight_decay": weight_decay, "batch_size": batch_size},
+        "training": {**summary, **asdict(settings)},
+        "recipe": classifier_recipe(demo_cfg, image_size, settings),
     }
     save_own_format(out_dir, model.to("cpu").state_dict(), KIND, document)
     if run is not None:
-        run.log_params({"demo_classifier.images_per_category": images_per_category, "demo_classifier.epochs": epochs,
-                        "demo_classifier.width": width, "demo_classifier.image_size": image_size})
+        run.log_params({f"demo_classifier.{k}": v for k, v in asdict(settings).items()}
+                       | {"demo_classifier.image_size": image_size})
         run.log_metrics({k: v for k, v in summary.items() if isinstance(v, (int, float))}, step=step)
     log.info("demo classifier: %.1f%% top-1 on fresh images (chance %.1f%%) after %.0f s; written to %s",
              100 * val_accuracy, 100 * summary["chance"], seconds, out_dir)

@@ -10,11 +10,14 @@ never the GOD / BOLD5000 images), in two phases as CompVis trained its LDMs:
 (b) the UNet on the (cached) latents of the images, conditioned on the category through a learned class embedding
     used as a one-token cross-attention context (CompVis ClassEmbedder); eps-MSE over uniform t.
 The result is written in the CompVis label2img layout (model.ckpt + config.yaml, mindvis.checkpoints.label2img), so
-Stage B imports it exactly like the real one. Resume state per phase lives in `resume_dir` (fingerprinted).
+Stage B imports it exactly like the real one, with two files beside them: class_index.json (class -> wnid, name; the
+LDM's classes are the demo categories in category-table order) and recipe.json (what made it, to tell whether shipped
+weights fit a config: mindvis.demo.pretrained). Resume state per phase lives in `resume_dir` (fingerprinted).
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import time
@@ -26,19 +29,19 @@ import numpy as np
 import pytorch_lightning as pl
 import torch
 import torch.nn.functional as F
-from diffusers import UNet2DConditionModel, VQModel
-from torch import nn
+from diffusers import VQModel
 from torch.utils.data import DataLoader, Dataset, TensorDataset
 from tqdm.auto import tqdm
 
 from mindvis.checkpoints.label2img import save_label2img
 from mindvis.config.data import DemoDataConfig
 from mindvis.config.runtime import TrainerConfig
-from mindvis.config.stage_b import LdmArchitecture, LdmPretrainConfig, StageBConfig
+from mindvis.config.stage_b import LdmPretrainConfig, StageBConfig
 from mindvis.demo.images import category_table, generate_category_images, n_categories
+from mindvis.demo.pretrained import CLASS_INDEX_FILE, RECIPE_FILE, generator_probe, ldm_recipe
 from mindvis.evaluation.generation import labelled_grid
 from mindvis.evaluation.sampling import denoise_latents, initial_latent, to_uint8
-from mindvis.models.ldm import alphas_cumprod, build_unet, build_vqvae
+from mindvis.models.ldm import ClassConditionedLdm, build_unet, build_vqvae
 from mindvis.training.common import (
     build_trainer,
     callback_metric,
@@ -144,46 +147,6 @@ class VqAutoencoderSystem(pl.LightningModule):
 
     def configure_optimizers(self) -> dict[str, Any]:
         return _adamw_with_schedule(self, self.vqvae.parameters(), self.lr)
-
-
-class ClassConditionedLdm(nn.Module):
-    """label2img in miniature: a UNet denoising VQ latents, conditioned on a class through a learned embedding.
-
-    The class embedding (n_classes, C) gives a one-token cross-attention context (N, 1, C), as the CompVis
-    ClassEmbedder. The UNet's `class_labels` input (the time-conditioning path MinD-Vis adds later) receives zeros.
-    Exposes `architecture`, `latent_shape` and `denoise` like FmriLDM, so the same samplers run it.
-    """
-
-    def __init__(self, architecture: LdmArchitecture, unet: UNet2DConditionModel, n_classes: int) -> None:
-        super().__init__()
-        self.architecture = architecture
-        self.unet = unet
-        self.class_embedding = nn.Embedding(n_classes, architecture.context_dim)
-        self.register_buffer("alphas_cumprod", alphas_cumprod(architecture), persistent=False)
-
-    @property
-    def latent_shape(self) -> tuple[int, int, int]:
-        size = self.architecture.latent_size
-        return (self.architecture.latent_channels, size, size)
-
-    def condition(self, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """labels (N,) int64 -> (context (N, 1, C), zero time conditioning (N, E))."""
-        context = self.class_embedding(labels)[:, None, :]
-        return context, context.new_zeros(len(labels), self.architecture.time_embed_dim)
-
-    def denoise(self, x_t: torch.Tensor, t: torch.Tensor, context: torch.Tensor, time_cond: torch.Tensor
-                ) -> torch.Tensor:
-        """Noise prediction (N, c, h, w) of noisy latents x_t at timesteps t."""
-        return self.unet(x_t, t, encoder_hidden_states=context, class_labels=time_cond).sample
-
-    def training_loss(self, latents: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-        """eps-MSE at uniform t for clean latents (N, c, h, w) of classes `labels` (N,)."""
-        t = torch.randint(0, self.architecture.num_train_timesteps, (len(latents),), device=latents.device)
-        noise = torch.randn_like(latents)
-        a_t = self.alphas_cumprod[t].to(latents.dtype).view(-1, 1, 1, 1)
-        x_t = a_t.sqrt() * latents + (1.0 - a_t).sqrt() * noise
-        context, time_cond = self.condition(labels)
-        return F.mse_loss(self.denoise(x_t, t, context, time_cond), noise)
 
 
 class LabelDiffusionSystem(pl.LightningModule):
@@ -370,7 +333,6 @@ def train_demo_ldm(demo_cfg: DemoDataConfig, cfg: StageBConfig, image_size: int,
               ["training image"] + [f"sample {k + 1}" for k in range(SAMPLES_PER_CLASS)],
               "ldm_pretrain/class_samples.png")
 
-    save_label2img(out_dir, arch, ldm.unet, vqvae, ldm.class_embedding.weight, global_step=int(trainer.global_step))
     summary = {
         "n_images": len(images), "n_classes": len(names), "image_size": arch.image_size,
         "vq_steps": vq_steps, "vq_final_loss": vq_loss, "vq_reconstruction_l1": round(recon_l1, 4),
@@ -378,6 +340,12 @@ def train_demo_ldm(demo_cfg: DemoDataConfig, cfg: StageBConfig, image_size: int,
         "unet_steps": int(trainer.global_step), "unet_final_loss": callback_metric(trainer, "unet/loss"),
         "vq_seconds": round(vq_seconds, 2), "unet_seconds": round(unet_seconds, 2),
     }
+    class_index = {str(c.index): [c.wnid, c.name] for c in category_table(demo_cfg)}
+    recipe = {"recipe": ldm_recipe(demo_cfg, arch, settings), "training": summary,
+              "generator_probe": generator_probe(demo_cfg, arch.image_size)}
+    save_label2img(out_dir, arch, ldm.unet, vqvae, ldm.class_embedding.weight, global_step=int(trainer.global_step),
+                   extra_files={CLASS_INDEX_FILE: json.dumps(class_index, indent=0) + "\n",
+                                RECIPE_FILE: json.dumps(recipe, indent=1) + "\n"})
     if run is not None:
         run.log_metrics({k: v for k, v in summary.items() if isinstance(v, (int, float))})
     clear_resume_state(resume_dir)

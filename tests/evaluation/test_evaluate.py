@@ -15,7 +15,7 @@ import torchvision
 from mlflow import MlflowClient
 
 from mindvis.config.data import DemoDataConfig
-from mindvis.config.evaluation import BaselineConfig, EvaluationConfig, MetricWeightsConfig
+from mindvis.config.evaluation import BaselineConfig, DemoClassifierConfig, EvaluationConfig, MetricWeightsConfig
 from mindvis.data.contract import PreprocessedSubject, Stimuli, write_subject
 from mindvis.errors import InputDataError, WeightsError
 from mindvis.evaluation.evaluate import evaluate_subject
@@ -92,8 +92,8 @@ def subject_images(subject) -> np.ndarray:
 def demo_classifier(tmp_path_factory) -> Path:
     """A briefly trained demo classifier (the real format; its accuracy does not matter here)."""
     out = tmp_path_factory.mktemp("classifier") / "demo_classifier"
-    train_demo_classifier(DemoDataConfig(), IMAGE_PX, out, seed=0, device="cpu", images_per_category=2, epochs=1,
-                          width=4)
+    train_demo_classifier(DemoDataConfig(), IMAGE_PX, out,
+                          DemoClassifierConfig(images_per_category=2, epochs=1, width=4, seed=0), device="cpu")
     return out
 
 

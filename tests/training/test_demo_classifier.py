@@ -12,6 +12,7 @@ from mlflow import MlflowClient
 
 from mindvis.checkpoints.own_format import save_own_format
 from mindvis.config.data import DemoDataConfig
+from mindvis.config.evaluation import DemoClassifierConfig
 from mindvis.demo.images import category_table, generate_category_images
 from mindvis.errors import CheckpointError
 from mindvis.tracking import open_job_run_for_tests
@@ -33,8 +34,9 @@ def two_threads():
 def trained(tmp_path_factory):
     root = tmp_path_factory.mktemp("demo_classifier")
     with open_job_run_for_tests(root / "mlflow", rule="demo_classifier") as run:
-        summary = train_demo_classifier(DEMO, IMAGE_PX, root / "out", seed=0, device="cpu", run=run,
-                                        images_per_category=8, epochs=3, width=16)
+        summary = train_demo_classifier(DEMO, IMAGE_PX, root / "out",
+                                        DemoClassifierConfig(images_per_category=8, epochs=3, width=16, seed=0),
+                                        device="cpu", run=run)
     return summary, root
 
 
@@ -76,9 +78,9 @@ def test_logs_the_accuracy_curve(trained):
 
 
 def test_same_seed_same_weights(tmp_path):
-    settings = {"device": "cpu", "images_per_category": 1, "epochs": 1, "width": 4}
-    train_demo_classifier(DEMO, 16, tmp_path / "a", seed=3, **settings)
-    train_demo_classifier(DEMO, 16, tmp_path / "b", seed=3, **settings)
+    settings = DemoClassifierConfig(images_per_category=1, epochs=1, width=4, seed=3)
+    train_demo_classifier(DEMO, 16, tmp_path / "a", settings, device="cpu")
+    train_demo_classifier(DEMO, 16, tmp_path / "b", settings, device="cpu")
     a = load_demo_classifier(tmp_path / "a").classifier.network.module.state_dict()
     b = load_demo_classifier(tmp_path / "b").classifier.network.module.state_dict()
     assert all(torch.equal(a[k], b[k]) for k in a)

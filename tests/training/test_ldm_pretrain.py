@@ -10,7 +10,6 @@ from mlflow import MlflowClient
 import mindvis.config as config_module
 import mindvis.training.ldm_pretrain as ldm_pretrain
 from mindvis.checkpoints.label2img import (
-    load_class_embedding,
     load_pretrained_ldm,
     save_label2img,
     to_compvis_state_dict,
@@ -53,7 +52,7 @@ def test_label2img_directory_round_trips_through_the_release_import(tmp_path):
             state = copy.state_dict()
             assert all(torch.equal(state[k], v) for k, v in original.state_dict().items())
     assert load_pretrained_ldm(directory, image_size=32).architecture.latent_size == 16
-    assert torch.equal(load_class_embedding(directory), classes)
+    assert torch.equal(load_pretrained_ldm(directory).class_embedding, classes)
     with pytest.raises(CheckpointError, match="not found"):
         load_pretrained_ldm(tmp_path / "nothing")
 
@@ -103,7 +102,7 @@ def test_demo_ldm_is_trained_and_written_as_label2img(tmp_path):
     assert not (tmp_path / "resume").exists()
     loaded = load_pretrained_ldm(tmp_path / "ldm")
     assert loaded.architecture == TINY_LDM
-    assert load_class_embedding(tmp_path / "ldm").shape == (130, TINY_LDM.context_dim)
+    assert load_pretrained_ldm(tmp_path / "ldm").class_embedding.shape == (130, TINY_LDM.context_dim)
     client = MlflowClient(tracking_uri=run.target.uri)
     grids = sorted(a.path for a in client.list_artifacts(run.run_id, "ldm_pretrain"))
     assert grids == ["ldm_pretrain/class_samples.png", "ldm_pretrain/vq_reconstructions.png"]

@@ -1,0 +1,167 @@
+"""Per-stage ceilings: where between the stimulus and the reconstruction quality is lost.
+
+The same test images are scored with the n-way top-1 and PixCorr protocols of the reconstructions, at four stages
+of the chain:
+
+    ground_truth       the test images themselves (n-way top-1 is 1 by construction: the true class is the
+                       classifier's top-1 on them; the row anchors the others)
+    first_stage        decode(encode(ground truth)) through the LDM's autoencoder, quantised as generation decodes:
+                       what the first stage can keep of an image
+    class_conditioned  samples of the pretrained class-conditioned LDM told each test image's true class (same
+                       sampler, steps, K and seeds as the reconstructions): what the generator draws when the
+                       category is given exactly; it cannot know position or background, so its PixCorr is low by
+                       design. Only test images whose category is one of the LDM's classes take part
+                       (`n_images`): every demo category; for the real label2img, GOD / BOLD5000 images of an
+                       ImageNet-1k class, given the LDM's class index file.
+    mindvis            the fMRI-conditioned reconstructions
+
+A user reads them top-down: a large drop from ground_truth to first_stage blames the autoencoder, from first_stage
+to class_conditioned the generator, from class_conditioned to mindvis the fMRI conditioning.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import re
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from diffusers import VQModel
+
+from mindvis.checkpoints.release_ldm import PretrainedLdm
+from mindvis.config.stage_b import SamplingConfig
+from mindvis.errors import InputDataError
+from mindvis.evaluation.sampling import denoise_latents, initial_latent, to_uint8
+from mindvis.models.ldm import ClassConditionedLdm
+
+log = logging.getLogger(__name__)
+
+STAGES: tuple[str, ...] = ("ground_truth", "first_stage", "class_conditioned", "mindvis")
+STAGE_LABELS = {"ground_truth": "(a) ground truth", "first_stage": "(b) LDM first stage: decode(encode(x))",
+                "class_conditioned": "(c) class-conditioned LDM, true class", "mindvis": "(d) MinD-Vis"}
+# A file name `<wnid>_<image number>.JPEG`, as ImageNet (and BOLD5000's ImageNet images) name their images.
+_IMAGENET_FILE = re.compile(r"^(n\d{8})_\d+\.JPE?G$", re.IGNORECASE)
+
+
+def _model_range(images: np.ndarray) -> torch.Tensor:
+    """uint8 (N, H, W, 3) -> float32 (N, 3, H, W) in [-1, 1]."""
+    return torch.from_numpy(np.ascontiguousarray(images)).permute(0, 3, 1, 2).float() / 127.5 - 1.0
+
+
+@torch.no_grad()
+def first_stage_reconstructions(vqvae: VQModel, images: np.ndarray, batch_size: int = 16,
+                                device: str | torch.device = "cpu") -> np.ndarray:
+    """decode(encode(images)) through a VQ first stage, quantising before decoding as generation does.
+
+    Args:
+        vqvae: the LDM's first stage (diffusers VQModel; CompVis semantics: encode does not quantise, decode does).
+        images: uint8 (N, H, W, 3).
+    Returns:
+        uint8 (N, H, W, 3).
+    """
+    vqvae = vqvae.to(device).eval()
+    chunks = [to_uint8(vqvae.decode(vqvae.encode(_model_range(images[start:start + batch_size]).to(device))
+                                    .latents).sample)
+              for start in range(0, len(images), batch_size)]
+    return np.concatenate(chunks) if chunks else np.zeros_like(images)
+
+
+def read_class_index(path: str | os.PathLike[str]) -> dict[str, int]:
+    """wnid -> class index of an `imagenet_class_index.json`-style file: {"<index>": [wnid, (alias wnids,) name]}.
+
+    Every wnid of an entry maps to its index (the GOD release lists some classes under two wnids).
+
+    Raises:
+        InputDataError: unreadable, or not of that form.
+    """
+    path = Path(path)
+    try:
+        document = json.loads(path.read_text())
+        table = {wnid: int(index) for index, entry in document.items() for wnid in entry[:-1]}
+    except (OSError, ValueError, TypeError, AttributeError) as exc:
+        raise InputDataError(f"cannot read the LDM class index ({type(exc).__name__}: {exc})", path=path,
+                             expected='JSON {"<class index>": [wnid, ..., name]} (imagenet_class_index.json)',
+                             hint="point evaluation.ldm_class_index at the class list of the pretrained LDM") from exc
+    if not table or not all(re.fullmatch(r"n\d{8}", wnid) for wnid in table):
+        raise InputDataError("the LDM class index names no wnids", path=path, value=list(table)[:3],
+                             expected="WordNet ids like n01440764")
+    return table
+
+
+def stimulus_wnid(stimulus_id: str, wnid: str | None = None) -> str | None:
+    """The WordNet id of a test stimulus: its `wnid` column (GOD) or its ImageNet file name (BOLD5000), else None."""
+    if wnid:
+        return str(wnid)
+    match = _IMAGENET_FILE.match(str(stimulus_id))
+    return match.group(1) if match else None
+
+
+def ldm_classes(wnids: Sequence[str | None], class_index: dict[str, int], n_classes: int) -> np.ndarray:
+    """(N,) int64 LDM class of each test stimulus, -1 where its category is none of the LDM's classes."""
+    classes = [class_index.get(w, -1) if w is not None else -1 for w in wnids]
+    return np.array([c if 0 <= c < n_classes else -1 for c in classes], dtype=np.int64)
+
+
+@torch.no_grad()
+def class_conditioned_samples(ldm: PretrainedLdm, classes: np.ndarray, items: np.ndarray, sampling: SamplingConfig,
+                              seed: int, device: str | torch.device = "cpu") -> np.ndarray:
+    """K samples of each given class from the pretrained class-conditioned LDM (its class token as the context).
+
+    Args:
+        ldm: a label2img LDM with its class embedding.
+        classes: (M,) LDM class indices.
+        items: (M,) the test-row index of each class: its starting noise is that of the reconstructions'
+            (`initial_latent(seed, item, k)`), so the two differ only in their conditioning.
+        sampling: scheduler, steps, K and batch size of the reconstructions.
+    Returns:
+        uint8 (M, K, H, W, 3).
+    """
+    if ldm.class_embedding is None:
+        raise InputDataError("the pretrained LDM has no class embedding", value="cond_stage_model.embedding.weight",
+                             expected="a label2img checkpoint (ClassEmbedder cond stage)")
+    model = ClassConditionedLdm(ldm.architecture, ldm.unet, n_classes=len(ldm.class_embedding))
+    model.class_embedding.weight.data.copy_(ldm.class_embedding)
+    model = model.to(device).eval()
+    vqvae = ldm.vqvae.to(device).eval()
+    k = sampling.resolved_n_samples
+    jobs = [(row, sample) for row in range(len(classes)) for sample in range(k)]
+    size = ldm.architecture.image_size
+    images = np.zeros((len(classes), k, size, size, 3), dtype=np.uint8)
+    for start in range(0, len(jobs), sampling.batch_size):
+        chunk = jobs[start:start + sampling.batch_size]
+        labels = torch.tensor([int(classes[row]) for row, _ in chunk], device=device)
+        context, time_cond = model.condition(labels)
+        x_t = torch.stack([initial_latent(seed, int(items[row]), sample, model.latent_shape)
+                           for row, sample in chunk]).to(device)
+        latents = denoise_latents(model, x_t, context, time_cond, sampling.resolved_scheduler,
+                                  sampling.resolved_steps)
+        for (row, sample), image in zip(chunk, to_uint8(vqvae.decode(latents).sample), strict=True):
+            images[row, sample] = image
+    return images
+
+
+def stage_scores(score: Callable[[np.ndarray, np.ndarray], dict[str, float]], ground_truth: np.ndarray,
+                 stages: dict[str, tuple[np.ndarray, np.ndarray]]) -> dict[str, dict[str, Any]]:
+    """Score each stage's images against their ground truths.
+
+    Args:
+        score: (reconstructions (M, K, H, W, 3), ground truths (M, H, W, 3)) -> {metric: value}.
+        ground_truth: uint8 (N, H, W, 3), the test images.
+        stages: stage name -> (rows (M,) of the test images it covers, reconstructions (M, K, H, W, 3)).
+    Returns:
+        {stage: {metric: value, ..., "n_images": M}} in STAGES order (stages covering no image are left out).
+    """
+    result = {}
+    for name in STAGES:
+        if name not in stages:
+            continue
+        rows, recons = stages[name]
+        if len(rows) == 0:
+            continue
+        result[name] = {**score(recons, ground_truth[rows]), "n_images": int(len(rows))}
+    return result
