@@ -68,9 +68,10 @@ def test_same_seed_same_samples_other_seed_other_samples(stage_b_dir, subject_di
     generate_subject(stage_b_dir, subject_dir, runs["b"], SamplingConfig("ddim", 3, 2, batch_size=1), seed=1,
                      device="cpu")
     generate_subject(stage_b_dir, subject_dir, runs["c"], SAMPLING, seed=2, device="cpu")
-    a, b, c = (np.load(path / "samples.npz")["samples"] for path in runs.values())
-    assert np.array_equal(a, b)  # batch size does not change the images
-    assert not np.array_equal(a, c)
+    a, b, c = (np.load(path / "samples.npz")["samples"].astype(int) for path in runs.values())
+    # batch size does not change the images; BLAS kernels chosen by batch shape may flip a rounding (1 grey level)
+    assert np.abs(a - b).max() <= 1 and np.mean(a != b) < 0.01
+    assert np.abs(a - c).mean() > 5  # another seed: other images, not a rounding difference
 
 
 def test_a_rerun_replaces_the_outputs(stage_b_dir, subject_dir, tmp_path):
