@@ -101,14 +101,8 @@ def targets(cfg: Config) -> list[tuple[str, str]]:
 # ------------------------------------------------------------------------------------------ what each job reads
 
 RAW_ROOT = "<raw_root>"  # where raw data is read: demo_data.root in demo mode, else data_root (Config.raw_root)
-DEMO_DATASETS = "<demo datasets>"  # the demo_data keys of the configured datasets' writers
 # The demo's categories (mindvis.demo.images.category_table): what the demo LDM and the demo classifier learn.
 DEMO_CATEGORIES = ("demo_data.seed", "demo_data.god.n_train_categories", "demo_data.god.n_test_categories")
-_DEMO_WRITER_READS = {
-    "HCP": ("demo_data.hcp_subjects", "demo_data.hcp"),
-    "GOD": ("demo_data.god_subjects", "demo_data.god"),
-    "BOLD5000": ("demo_data.bold5000_subjects", "demo_data.bold5000", "demo_data.god"),
-}
 
 # The config values each rule's job reads, as dotted paths into the resolved config (preset values filled in).
 # They are the rule's Snakemake params (`job_params`), so Snakemake's params rerun trigger reruns exactly the jobs
@@ -118,7 +112,8 @@ _DEMO_WRITER_READS = {
 # DAG instead (datasets, subjects, data_root, stage_a.pretrained, stage_b.pretrained_ldm / finetuned): they decide
 # which files are a job's inputs and outputs, and Snakemake reruns a job whose input files change.
 JOB_READS: dict[str, tuple[str, ...]] = {
-    "demo_synthesize": ("demo_data.root", "demo_data.seed", "demo_data.cortex", DEMO_DATASETS),
+    # every writer's keys, also of datasets not configured: dropping a dataset must not rerun the others' demo data
+    "demo_synthesize": ("demo_data",),
     "preprocess_hcp": (RAW_ROOT, "preprocess.hcp"),
     "preprocess_god": (RAW_ROOT, "preprocess.god", "preprocess.image_size"),
     "preprocess_bold5000": (RAW_ROOT, "preprocess.bold5000", "preprocess.image_size"),
@@ -144,8 +139,6 @@ def job_reads(cfg: Config, rule: str) -> list[str]:
     for path in JOB_READS[rule]:
         if path == RAW_ROOT:
             paths += ["demo", "demo_data.root" if cfg.demo else "data_root"]
-        elif path == DEMO_DATASETS:
-            paths += [key for dataset in cfg.datasets for key in _DEMO_WRITER_READS[dataset]]
         else:
             paths.append(path)
     return list(dict.fromkeys(paths))
