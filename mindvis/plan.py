@@ -162,9 +162,16 @@ def job_params(cfg: Config, rule: str) -> dict[str, Any]:
 
     Rules pass it as `params: config_slice=...`: a deterministic plain value, compared by Snakemake's params
     rerun trigger against what the job's outputs were made with, logged as the job's MLflow params, and the only
-    config the job's code sees (mindvis.workflow.job).
+    config the job's code sees (mindvis.workflow.job). Keys are sorted at every level, so the value (and its repr,
+    which Snakemake records) does not depend on the order of JOB_READS or of the config classes' fields.
     """
-    return select(to_dict(cfg), job_reads(cfg, rule))
+    return _sorted_keys(select(to_dict(cfg), job_reads(cfg, rule)))
+
+
+def _sorted_keys(tree: Any) -> Any:
+    if isinstance(tree, dict):
+        return {key: _sorted_keys(tree[key]) for key in sorted(tree)}
+    return tree
 
 
 def resources(cfg: Config, rule: str) -> dict[str, Any]:
@@ -322,9 +329,13 @@ def requirement_problems(cfg: Config, rule: str) -> list[ConfigError]:
             problems.append(ConfigError(
                 f"configured {'metric-network weights' if weights else 'file'} not found", path=key,
                 value=str(path), expected="an existing local file (nothing is downloaded)",
-                hint=(f"fix the path, or set {key}: null to skip its metrics" if weights
-                      else f"fix the path, or set {key}: null")))
+                hint=f"fix the path, or set {key}: null {_NULL_MEANS.get(key, 'to skip its metrics')}"))
     return problems
+
+
+_NULL_MEANS = {"stage_a.pretrained": "to train Stage A1 here",
+               "stage_b.pretrained_ldm": "in demo mode (the demo trains its own; real data needs one)",
+               "stage_b.finetuned": "to train Stage B here"}
 
 
 def check_requirements(cfg: Config, rules: Iterable[str]) -> None:
