@@ -13,13 +13,16 @@ sys.path.insert(0, workflow.basedir)
 configfile: "config.yaml"
 
 
-from mindvis import plan
-from mindvis.config import resolve
+from snakemake.utils import update_config
 
+from mindvis import plan
+from mindvis.config import read_command_line, resolve
+
+# --config values arrive as text (`demo=false`, `'evaluation={n_trials: 500}'`): read them as YAML does.
+update_config(config, read_command_line(workflow.config_settings.config))
 plan.share_checkout_with_jobs(workflow.basedir)
 CFG = resolve(config, source="config")
 RESULTS = str(CFG.results_root)
-plan.check_weight_files(CFG)
 
 
 report: "report/workflow.rst"

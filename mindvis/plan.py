@@ -7,10 +7,12 @@ tested without Snakemake. Reader modules are imported lazily: a dry run should n
 from __future__ import annotations
 
 import os
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
 from mindvis.config import Config
+from mindvis.config.build import to_dict
 from mindvis.data.contract import TASK_DATASETS, contract_files, subject_dir
 from mindvis.errors import ConfigError
 
@@ -54,7 +56,8 @@ def subjects(cfg: Config, dataset: str) -> list[str]:
         return list(_demo_subjects(cfg, dataset))
     reader = _reader(dataset)
     if dataset == "HCP":
-        found = reader.find_subjects(cfg.raw_root, cfg.preprocess.hcp.runs, cfg.preprocess.hcp.source)
+        hcp = cfg.preprocess.hcp
+        found = reader.find_subjects(cfg.raw_root, hcp.runs, hcp.source, hcp.file_pattern)
     else:
         found = reader.find_subjects(cfg.raw_root)
     if not found:
@@ -78,7 +81,7 @@ def raw_inputs(cfg: Config, dataset: str, subject: str) -> list[Path]:
     reader = _reader(dataset)
     if dataset == "HCP":
         hcp = cfg.preprocess.hcp
-        return reader.raw_files(cfg.raw_root, subject, hcp.runs, hcp.source)
+        return reader.raw_files(cfg.raw_root, subject, hcp.runs, hcp.source, hcp.file_pattern)
     if dataset == "BOLD5000":
         return reader.raw_files(cfg.raw_root, subject, cfg.preprocess.bold5000.rois)
     return reader.raw_files(cfg.raw_root, subject)
@@ -93,6 +96,82 @@ def preprocessed_outputs(cfg: Config, dataset: str, subject: str = "{subject}") 
 def targets(cfg: Config) -> list[tuple[str, str]]:
     """(dataset, subject) pairs that get Stage A2, Stage B and evaluation: the task datasets' subjects."""
     return [(ds, s) for ds in TASK_DATASETS if ds in cfg.datasets for s in subjects(cfg, ds)]
+
+
+# ------------------------------------------------------------------------------------------ what each job reads
+
+RAW_ROOT = "<raw_root>"  # where raw data is read: demo_data.root in demo mode, else data_root (Config.raw_root)
+# The demo's categories (mindvis.demo.images.category_table): what the demo LDM and the demo classifier learn.
+DEMO_CATEGORIES = ("demo_data.seed", "demo_data.god.n_train_categories", "demo_data.god.n_test_categories")
+
+# The config values each rule's job reads, as dotted paths into the resolved config (preset values filled in).
+# They are the rule's Snakemake params (`job_params`), so Snakemake's params rerun trigger reruns exactly the jobs
+# whose values changed; and the job's config is built from its params alone (mindvis.workflow.job), so it cannot
+# compute with anything else. Deliberately absent: results_root and tracking.* (where outputs and MLflow runs go;
+# jobs get them beside their params), resources.* (what a job asks of the scheduler), and the keys that shape the
+# DAG instead (datasets, subjects, data_root, stage_a.pretrained, stage_b.pretrained_ldm / finetuned): they decide
+# which files are a job's inputs and outputs, and Snakemake reruns a job whose input files change.
+JOB_READS: dict[str, tuple[str, ...]] = {
+    # every writer's keys, also of datasets not configured: dropping a dataset must not rerun the others' demo data
+    "demo_synthesize": ("demo_data",),
+    "preprocess_hcp": (RAW_ROOT, "preprocess.hcp"),
+    "preprocess_god": (RAW_ROOT, "preprocess.god", "preprocess.image_size"),
+    "preprocess_bold5000": (RAW_ROOT, "preprocess.bold5000", "preprocess.image_size"),
+    "stage_a_pretrain": ("stage_a.model", "stage_a.pretrain", "trainer"),
+    "stage_a_finetune": ("stage_a.finetune", "trainer"),  # the model's sizes come from the checkpoint it tunes
+    "ldm_pretrain": (*DEMO_CATEGORIES, "preprocess.image_size", "stage_b.architecture", "stage_b.ldm_pretrain",
+                     "stage_b.sampling.scheduler", "stage_b.sampling.steps", "trainer.accelerator",
+                     "trainer.precision", "trainer.num_workers"),  # always one device
+    "stage_b_finetune": ("stage_b.training", "stage_b.architecture.image_size", "stage_b.sampling.scheduler",
+                         "trainer"),  # the LDM's other sizes come from the pretrained LDM it starts from
+    "demo_classifier": (*DEMO_CATEGORIES, "preprocess.image_size", "seed", "evaluation.device"),
+    "generate": ("stage_b.sampling", "seed", "evaluation.device"),
+    "evaluate": ("evaluation",),
+    "report_summary": (),  # its metrics.json inputs and the MLflow store
+}
+
+
+def job_reads(cfg: Config, rule: str) -> list[str]:
+    """The dotted config paths `rule`'s job reads (JOB_READS with its placeholders expanded for this config)."""
+    if rule not in JOB_READS:
+        raise KeyError(f"no JOB_READS entry for rule {rule!r}")
+    paths: list[str] = []
+    for path in JOB_READS[rule]:
+        if path == RAW_ROOT:
+            paths += ["demo", "demo_data.root" if cfg.demo else "data_root"]
+        else:
+            paths.append(path)
+    return list(dict.fromkeys(paths))
+
+
+def select(tree: Mapping[str, Any], paths: Iterable[str]) -> dict[str, Any]:
+    """The values of `tree` (a nested plain dict) at the dotted `paths`, as a nested dict of the same shape."""
+    selected: dict[str, Any] = {}
+    for path in paths:
+        *parents, leaf = path.split(".")
+        source, target = tree, selected
+        for key in parents:
+            source = source[key]
+            target = target.setdefault(key, {})
+        target[leaf] = source[leaf]
+    return selected
+
+
+def job_params(cfg: Config, rule: str) -> dict[str, Any]:
+    """The resolved config values `rule`'s job reads, as a nested plain dict in config.yaml's shape.
+
+    Rules pass it as `params: config_slice=...`: a deterministic plain value, compared by Snakemake's params
+    rerun trigger against what the job's outputs were made with, logged as the job's MLflow params, and the only
+    config the job's code sees (mindvis.workflow.job). Keys are sorted at every level, so the value (and its repr,
+    which Snakemake records) does not depend on the order of JOB_READS or of the config classes' fields.
+    """
+    return _sorted_keys(select(to_dict(cfg), job_reads(cfg, rule)))
+
+
+def _sorted_keys(tree: Any) -> Any:
+    if isinstance(tree, dict):
+        return {key: _sorted_keys(tree[key]) for key in sorted(tree)}
+    return tree
 
 
 def resources(cfg: Config, rule: str) -> dict[str, Any]:
@@ -154,11 +233,14 @@ def stage_a_pretrain_inputs(cfg: Config) -> list[str]:
     return files
 
 
-def stage_a_init(cfg: Config) -> str:
-    """The checkpoint A2 starts from: `stage_a.pretrained` when set, else the A1 result."""
+def stage_a_init(cfg: Config) -> list[str]:
+    """The checkpoint A2 starts from (as a Snakemake input list): `stage_a.pretrained` when set, else the A1 result.
+
+    A configured checkpoint that does not exist is left out (check_requirements names it before any job runs).
+    """
     if cfg.stage_a.pretrained is not None:
-        return str(cfg.stage_a.pretrained)
-    return str(Path(cfg.results_root, "stage_a", "pretrain", "model.safetensors"))
+        return _existing(cfg.stage_a.pretrained)
+    return [str(Path(cfg.results_root, "stage_a", "pretrain", "model.safetensors"))]
 
 
 def trains_demo_ldm(cfg: Config) -> bool:
@@ -171,23 +253,27 @@ def demo_ldm_dir(cfg: Config) -> Path:
     return Path(cfg.results_root, "ldm_pretrain")
 
 
-def pretrained_ldm(cfg: Config) -> str:
-    """The label2img-layout LDM Stage B starts from: `stage_b.pretrained_ldm`, or the demo's ldm_pretrain output."""
+def pretrained_ldm(cfg: Config) -> list[str]:
+    """The label2img-layout LDM Stage B starts from, as a Snakemake input list: `stage_b.pretrained_ldm`, or the
+    demo's ldm_pretrain output.
+
+    Empty when real data has none configured or the configured one does not exist: the DAG still builds (so
+    `--until preprocess_god` or `--until stage_a_pretrain` run without an LDM), and check_requirements stops the
+    workflow before any job runs when a Stage B job is among the jobs to run.
+    """
     if cfg.stage_b.pretrained_ldm is not None:
-        return str(cfg.stage_b.pretrained_ldm)
-    if not cfg.demo:
-        raise ConfigError("Stage B needs a pretrained latent diffusion model", path="stage_b.pretrained_ldm",
-                          value=None, expected="a directory with the CompVis label2img model.ckpt + config.yaml",
-                          hint="download MinD-Vis' pretrains/ldm/label2img and set stage_b.pretrained_ldm, or set "
-                               "stage_b.finetuned to a finetuned.pth to only generate")
-    return str(demo_ldm_dir(cfg) / "model.ckpt")
+        return _existing(cfg.stage_b.pretrained_ldm)
+    if cfg.demo:
+        return [str(demo_ldm_dir(cfg) / "model.ckpt")]
+    return []
 
 
-def stage_b_model(cfg: Config, dataset: str = "{dataset}", subject: str = "{subject}") -> str:
-    """The Stage B model `generate` reads: `stage_b.finetuned`, else the stage_b_finetune output (stage_b.json)."""
+def stage_b_model(cfg: Config, dataset: str = "{dataset}", subject: str = "{subject}") -> list[str]:
+    """The Stage B model `generate` reads (as a Snakemake input list): `stage_b.finetuned`, else the
+    stage_b_finetune output (stage_b.json). A configured file that does not exist is left out (as pretrained_ldm)."""
     if cfg.stage_b.finetuned is not None:
-        return str(cfg.stage_b.finetuned)
-    return str(Path(cfg.results_root, "stage_b", dataset, subject, "stage_b.json"))
+        return _existing(cfg.stage_b.finetuned)
+    return [str(Path(cfg.results_root, "stage_b", dataset, subject, "stage_b.json"))]
 
 
 def trains_demo_classifier(cfg: Config) -> bool:
@@ -205,13 +291,75 @@ def n_way_classifier(cfg: Config) -> list[str]:
     return [str(demo_classifier_dir(cfg) / "model.safetensors")] if trains_demo_classifier(cfg) else []
 
 
-def check_weight_files(cfg: Config) -> None:
-    """Fail at start (before any job) when a configured metric-network file does not exist."""
-    for key, path in vars(cfg.evaluation.weights).items():
-        if path is not None and not Path(path).is_file():
-            raise ConfigError("configured metric-network weights not found", path=f"evaluation.weights.{key}",
-                              value=str(path), expected="an existing local weight file (nothing is downloaded)",
-                              hint=f"fix the path, or set evaluation.weights.{key}: null to skip its metrics")
+def metric_weights(cfg: Config) -> list[str]:
+    """The configured metric-network weight files that exist: inputs of evaluate (replacing a file reruns it)."""
+    return [path for value in vars(cfg.evaluation.weights).values() if value is not None
+            for path in _existing(value)]
+
+
+def _existing(path: str | os.PathLike[str]) -> list[str]:
+    return [str(path)] if Path(path).exists() else []
+
+
+# ------------------------------------------------------------------------------- files demanded where they are used
+
+def requirement_problems(cfg: Config, rule: str) -> list[ConfigError]:
+    """What stops `rule`'s jobs from running: pretrained files they read that are not configured or not there.
+
+    stage_b_finetune needs `stage_b.pretrained_ldm` on real data; stage_a_finetune, generate and evaluate need the
+    files that `stage_a.pretrained`, `stage_b.finetuned` and `evaluation.weights.*` name, when set.
+    """
+    problems = []
+    if rule == "stage_b_finetune" and cfg.stage_b.pretrained_ldm is None and not cfg.demo:
+        problems.append(ConfigError(
+            "Stage B needs a pretrained latent diffusion model", path="stage_b.pretrained_ldm", value=None,
+            expected="a directory with the CompVis label2img model.ckpt + config.yaml",
+            hint="download MinD-Vis' pretrains/ldm/label2img and set stage_b.pretrained_ldm, or set "
+                 "stage_b.finetuned to a finetuned.pth to only generate; stages before Stage B run without it "
+                 "(e.g. --until stage_a_finetune)"))
+    configured = {
+        "stage_a_finetune": {"stage_a.pretrained": cfg.stage_a.pretrained},
+        "stage_b_finetune": {"stage_b.pretrained_ldm": cfg.stage_b.pretrained_ldm},
+        "generate": {"stage_b.finetuned": cfg.stage_b.finetuned},
+        "evaluate": {f"evaluation.weights.{k}": v for k, v in vars(cfg.evaluation.weights).items()},
+    }.get(rule, {})
+    for key, path in configured.items():
+        if path is not None and not Path(path).exists():
+            weights = key.startswith("evaluation.weights.")
+            problems.append(ConfigError(
+                f"configured {'metric-network weights' if weights else 'file'} not found", path=key,
+                value=str(path), expected="an existing local file (nothing is downloaded)",
+                hint=f"fix the path, or set {key}: null {_NULL_MEANS.get(key, 'to skip its metrics')}"))
+    return problems
+
+
+_NULL_MEANS = {"stage_a.pretrained": "to train Stage A1 here",
+               "stage_b.pretrained_ldm": "in demo mode (the demo trains its own; real data needs one)",
+               "stage_b.finetuned": "to train Stage B here"}
+
+
+def check_requirements(cfg: Config, rules: Iterable[str]) -> None:
+    """Raise the first requirement problem of the `rules` about to run (call it before any job starts).
+
+    The Snakefile's onstart calls it with the rules of the jobs Snakemake is going to run, so a missing LDM or
+    weight file stops the workflow before any work, and only when a job that reads it is going to run.
+    """
+    wanted = set(rules)
+    for rule in JOB_READS:  # pipeline order
+        if rule in wanted:
+            problems = requirement_problems(cfg, rule)
+            if problems:
+                raise problems[0]
+
+
+def requirement_message(cfg: Config, rule: str) -> str | None:
+    """A rule's `message:` while its requirements are not met (shown by `snakemake -n`), else None."""
+    problems = requirement_problems(cfg, rule)
+    if not problems:
+        return None
+    first = problems[0]
+    text = f"{rule} cannot run: {first.path}: {first.problem} ({first.hint})"
+    return text.replace("{", "{{").replace("}", "}}")  # Snakemake formats messages with the job's wildcards
 
 
 def eval_dir(cfg: Config, dataset: str = "{dataset}", subject: str = "{subject}") -> Path:

@@ -6,8 +6,10 @@ A workflow script is a few lines::
     with job(snakemake) as (cfg, run):
         some_library_function(..., run=run)
 
-`job` sends library logging to the rule's log file (and stderr), resolves the config, and opens the job's MLflow child
-run under the pipeline's parent run, logging the config slice the rule names in `params.config_section`.
+`job` sends library logging to the rule's log file (and stderr), builds the job's config from the values the rule's
+`params.config_slice` carries (mindvis.plan.job_params) and opens the job's MLflow child run under the pipeline's
+parent run, with exactly those values as its params. A value the params do not carry is a placeholder that raises
+when used (mindvis.config.build.NotCarried): what Snakemake's params rerun trigger compares is what the job used.
 """
 
 from __future__ import annotations
@@ -16,13 +18,14 @@ import contextlib
 import logging
 import os
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
 from mindvis.config import Config, git_commit, resolve
-from mindvis.config.build import to_dict
+from mindvis.config.build import build_partial, to_dict
 from mindvis.data.contract import PreprocessedSubject
+from mindvis.errors import ConfigError
 from mindvis.tracking import JobRun, job_run, target_from_config
 
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
@@ -37,14 +40,18 @@ def setup_logging(log_file: str | Path | None) -> None:
     logging.basicConfig(level=logging.INFO, format=LOG_FORMAT, handlers=handlers, force=True)
 
 
-def config_section(cfg: Config, dotted: str | None) -> dict[str, Any]:
-    """The config slice at `dotted` (e.g. "preprocess.god") as a plain dict, prefixed by its path for MLflow."""
-    if not dotted:
-        return {}
-    node: Any = cfg
-    for key in dotted.split("."):
-        node = node[key] if isinstance(node, dict) else getattr(node, key)
-    return {dotted: to_dict(node)}
+def job_config(config_slice: Mapping[str, Any], placement: Config) -> Config:
+    """The config a job computes with: the values of its params' `config_slice`, plus where it writes.
+
+    Args:
+        config_slice: the nested plain dict of mindvis.plan.job_params (what the rule's params carry).
+        placement: the workflow's resolved config; only `results_root` and `tracking` are taken from it (where
+            outputs, resume state and MLflow runs go: never a reason to rerun a job).
+    Returns:
+        a Config whose fields not in `config_slice` are NotCarried placeholders.
+    """
+    carried = {**config_slice, "results_root": str(placement.results_root), "tracking": to_dict(placement.tracking)}
+    return build_partial(Config, carried)
 
 
 def is_rank_zero() -> bool:
@@ -60,12 +67,13 @@ def is_rank_zero() -> bool:
 
 @contextlib.contextmanager
 def job(smk: Any) -> Iterator[tuple[Config, JobRun | None]]:
-    """Set up one Snakemake job: logging, resolved config, MLflow child run. Yields (config, run).
+    """Set up one Snakemake job: logging, its config (job_config of its params), MLflow child run. Yields (config, run).
 
     In a distributed job only rank 0 owns the rule's log file and the MLflow run; other ranks get run=None and log
     to stderr, so one job is one run however many processes train it.
     """
-    cfg = resolve(smk.config)
+    config_slice = _config_slice(smk)
+    cfg = job_config(config_slice, resolve(smk.config))
     if "torch" in sys.modules:  # intra-op threads = the job's cores (torch's default oversubscribes shared nodes)
         sys.modules["torch"].set_num_threads(max(1, int(getattr(smk, "threads", 1) or 1)))
     if not is_rank_zero():
@@ -73,10 +81,9 @@ def job(smk: Any) -> Iterator[tuple[Config, JobRun | None]]:
         yield cfg, None
         return
     setup_logging(smk.log[0] if len(smk.log) else None)
-    section = smk.params.get("config_section") if hasattr(smk.params, "get") else None
-    params = {"preset": cfg.preset_name, "demo": cfg.demo, "seed": cfg.seed, **config_section(cfg, section)}
     commit = git_commit(Path(__file__).resolve().parent)
-    with job_run(target_from_config(cfg), smk.rule, dict(smk.wildcards.items()), params, commit=commit) as run:
+    with job_run(target_from_config(cfg), smk.rule, dict(smk.wildcards.items()), config_slice,
+                 commit=commit) as run:
         try:
             yield cfg, run
         finally:
@@ -84,6 +91,15 @@ def job(smk: Any) -> Iterator[tuple[Config, JobRun | None]]:
                 for handler in logging.getLogger().handlers:
                     handler.flush()
                 run.log_artifact(smk.log[0], "logs")
+
+
+def _config_slice(smk: Any) -> dict[str, Any]:
+    config_slice = getattr(smk.params, "config_slice", None)
+    if not isinstance(config_slice, Mapping):
+        raise ConfigError("the rule passes no config values to its job", path=f"rule {smk.rule}",
+                          value=config_slice, expected='params: config_slice=plan.job_params(CFG, "<rule>")',
+                          hint="give the rule the values its job reads (mindvis.plan.JOB_READS)")
+    return dict(config_slice)
 
 
 def log_preprocessed(run: JobRun, subject: PreprocessedSubject, out_dir: Path, name: str) -> None:

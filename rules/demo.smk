@@ -5,7 +5,7 @@ if CFG.demo:
         output:
             plan.demo_files(CFG),
         params:
-            config_section="demo_data",
+            config_slice=plan.job_params(CFG, "demo_synthesize"),
         log:
             f"{RESULTS}/logs/demo_synthesize.log",
         resources:

@@ -7,7 +7,7 @@ if plan.trains_demo_classifier(CFG):
             model=plan.n_way_classifier(CFG)[0],
             config=str(plan.demo_classifier_dir(CFG) / "config.json"),
         params:
-            config_section="demo_data",
+            config_slice=plan.job_params(CFG, "demo_classifier"),
         log:
             f"{RESULTS}/logs/demo_classifier.log",
         threads: CFG.resources_for("demo_classifier").cpus_per_task
@@ -33,7 +33,9 @@ rule generate:
     wildcard_constraints:
         dataset="GOD|BOLD5000",
     params:
-        config_section="stage_b.sampling",
+        config_slice=plan.job_params(CFG, "generate"),
+    message:
+        plan.requirement_message(CFG, "generate")
     log:
         f"{RESULTS}/logs/generate/{{dataset}}/{{subject}}.log",
     threads: CFG.resources_for("generate").cpus_per_task
@@ -52,6 +54,7 @@ rule evaluate:
         fmri=f"{RESULTS}/preprocessed/{{dataset}}/{{subject}}/fmri.npy",
         stimuli=f"{RESULTS}/preprocessed/{{dataset}}/{{subject}}/stimuli.npz",
         classifier=plan.n_way_classifier(CFG),
+        weights=plan.metric_weights(CFG),
     output:
         metrics=f"{RESULTS}/eval/{{dataset}}/{{subject}}/metrics.json",
         per_image=report(f"{RESULTS}/eval/{{dataset}}/{{subject}}/per_image.csv",
@@ -66,7 +69,9 @@ rule evaluate:
     wildcard_constraints:
         dataset="GOD|BOLD5000",
     params:
-        config_section="evaluation",
+        config_slice=plan.job_params(CFG, "evaluate"),
+    message:
+        plan.requirement_message(CFG, "evaluate")
     log:
         f"{RESULTS}/logs/evaluate/{{dataset}}/{{subject}}.log",
     threads: CFG.resources_for("evaluate").cpus_per_task

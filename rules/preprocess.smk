@@ -7,7 +7,7 @@ rule preprocess_hcp:
     output:
         **plan.preprocessed_outputs(CFG, "HCP"),
     params:
-        config_section="preprocess.hcp",
+        config_slice=plan.job_params(CFG, "preprocess_hcp"),
     log:
         f"{RESULTS}/logs/preprocess_hcp/{{subject}}.log",
     resources:
@@ -24,7 +24,7 @@ rule preprocess_god:
     output:
         **plan.preprocessed_outputs(CFG, "GOD"),
     params:
-        config_section="preprocess.god",
+        config_slice=plan.job_params(CFG, "preprocess_god"),
     log:
         f"{RESULTS}/logs/preprocess_god/{{subject}}.log",
     resources:
@@ -41,7 +41,7 @@ rule preprocess_bold5000:
     output:
         **plan.preprocessed_outputs(CFG, "BOLD5000"),
     params:
-        config_section="preprocess.bold5000",
+        config_slice=plan.job_params(CFG, "preprocess_bold5000"),
     log:
         f"{RESULTS}/logs/preprocess_bold5000/{{subject}}.log",
     resources:

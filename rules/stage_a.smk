@@ -10,7 +10,7 @@ if CFG.stage_a.pretrained is None:
             model=f"{RESULTS}/stage_a/pretrain/model.safetensors",
             config=f"{RESULTS}/stage_a/pretrain/config.json",
         params:
-            config_section="stage_a",
+            config_slice=plan.job_params(CFG, "stage_a_pretrain"),
             resume_dir=plan.resume_dir(CFG, "stage_a_pretrain"),
         log:
             f"{RESULTS}/logs/stage_a_pretrain.log",
@@ -34,8 +34,10 @@ rule stage_a_finetune:
     wildcard_constraints:
         dataset="GOD|BOLD5000",
     params:
-        config_section="stage_a",
+        config_slice=plan.job_params(CFG, "stage_a_finetune"),
         resume_dir=lambda wc: plan.resume_dir(CFG, "stage_a_finetune", wc.dataset, wc.subject),
+    message:
+        plan.requirement_message(CFG, "stage_a_finetune")
     log:
         f"{RESULTS}/logs/stage_a_finetune/{{dataset}}/{{subject}}.log",
     threads: CFG.resources_for("stage_a_finetune").cpus_per_task

@@ -6,10 +6,10 @@ if plan.trains_demo_ldm(CFG):
 
     rule ldm_pretrain:
         output:
-            ckpt=plan.pretrained_ldm(CFG),
+            ckpt=str(plan.demo_ldm_dir(CFG) / "model.ckpt"),
             config=str(plan.demo_ldm_dir(CFG) / "config.yaml"),
         params:
-            config_section="stage_b",
+            config_slice=plan.job_params(CFG, "ldm_pretrain"),
             resume_dir=plan.resume_dir(CFG, "ldm_pretrain"),
         log:
             f"{RESULTS}/logs/ldm_pretrain.log",
@@ -27,7 +27,7 @@ if CFG.stage_b.finetuned is None:
     rule stage_b_finetune:
         input:
             encoder=f"{RESULTS}/stage_a/finetune/{{dataset}}/{{subject}}/model.safetensors",
-            ldm=plan.pretrained_ldm(CFG),
+            ldm=plan.pretrained_ldm(CFG),  # empty when missing: onstart names the key if this job is to run
             samples=f"{RESULTS}/preprocessed/{{dataset}}/{{subject}}/samples.parquet",
             fmri=f"{RESULTS}/preprocessed/{{dataset}}/{{subject}}/fmri.npy",
             stimuli=f"{RESULTS}/preprocessed/{{dataset}}/{{subject}}/stimuli.npz",
@@ -36,8 +36,10 @@ if CFG.stage_b.finetuned is None:
         wildcard_constraints:
             dataset="GOD|BOLD5000",
         params:
-            config_section="stage_b",
+            config_slice=plan.job_params(CFG, "stage_b_finetune"),
             resume_dir=lambda wc: plan.resume_dir(CFG, "stage_b_finetune", wc.dataset, wc.subject),
+        message:
+            plan.requirement_message(CFG, "stage_b_finetune")  # None (the usual job listing) when all is there
         log:
             f"{RESULTS}/logs/stage_b_finetune/{{dataset}}/{{subject}}.log",
         threads: CFG.resources_for("stage_b_finetune").cpus_per_task

@@ -3,6 +3,10 @@
 
 
 onstart:
+    # Files that only some jobs read (pretrained LDM, metric weights...) are demanded here, before any job starts,
+    # and only when such a job is about to run (mindvis.plan.check_requirements).
+    plan.check_requirements(CFG, {job.rule.name for job in workflow.dag.needrun_jobs()})
+
     from mindvis.config import git_commit
     from mindvis.tracking import start_pipeline_run, target_from_config
 

@@ -1,11 +1,18 @@
 """config.yaml validation and preset resolution."""
 
+import copy
+import dataclasses
+import json
+import pickle
 from pathlib import Path
 
 import pytest
 import yaml
 
-from mindvis.config import SCHEMA, load, resolve
+from mindvis.config import SCHEMA, Config, load, read_command_line, resolve
+from mindvis.config.build import build_partial, to_dict
+from mindvis.config.data import HcpPreprocessConfig
+from mindvis.config.stage_a import MbmModelConfig
 from mindvis.errors import ConfigError
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -61,3 +68,62 @@ def test_resources_fall_back_to_default_entry():
     cfg = resolve({"resources": {"default": {"mem_mb": 1234}, "stage_a_pretrain": {"gpu": 1}}})
     assert cfg.resources_for("preprocess_god").mem_mb == 1234
     assert cfg.resources_for("stage_a_pretrain").gpu == 1
+
+
+# --------------------------------------------------------------------------------- snakemake --config values
+
+def test_command_line_text_is_read_as_yaml_where_the_key_takes_no_text():
+    # what Snakemake's --config parser hands over for: demo=false seed=1 'evaluation={n_trials: 500, ...}' ...
+    given = {"demo": "false", "seed": 1, "evaluation": {"n_trials": "500", "weights": {"clip": "null"}},
+             "trainer": {"devices": "2", "precision": "32"}, "stage_a": {"pretrain": {"lr": "1e-3"}},
+             "stage_b": {"training": {"batch_size": {"GOD": "5"}}, "architecture": {"channel_mult": ["1", "2"]}},
+             "subjects": {"HCP": ["100206"]}, "datasets": "[GOD, HCP]"}
+    values = read_command_line(given)
+    assert values["demo"] is False and values["seed"] == 1
+    assert values["evaluation"] == {"n_trials": 500, "weights": {"clip": None}}
+    assert values["trainer"] == {"devices": 2, "precision": "32"}  # "32" is one of precision's names
+    assert values["stage_a"]["pretrain"]["lr"] == 0.001  # YAML 1.1 leaves 1e-3 as text; the key wants a number
+    assert values["stage_b"] == {"training": {"batch_size": {"GOD": 5}}, "architecture": {"channel_mult": [1, 2]}}
+    assert values["subjects"] == {"HCP": ["100206"]}  # subject IDs are text
+    assert values["datasets"] == ["GOD", "HCP"]
+    cfg = resolve(values)
+    assert not cfg.demo and cfg.evaluation.n_trials == 500 and cfg.trainer.devices == 2
+
+
+@pytest.mark.parametrize("text", ["false", "False", "FALSE", "no", "off"])
+def test_command_line_booleans_in_any_yaml_spelling(text):
+    assert read_command_line({"demo": text}) == {"demo": False}
+
+
+def test_command_line_values_that_stay_wrong_are_still_refused_by_the_schema():
+    with pytest.raises(ConfigError, match="evaluation.n_trials") as err:
+        resolve(read_command_line({"evaluation": {"n_trials": "many"}}))
+    assert err.value.value == "many"
+    with pytest.raises(ConfigError, match="unknown key"):
+        resolve(read_command_line({"evaluation": {"n_trial": "5"}}))
+
+
+# ------------------------------------------------------------------------------------- partial (job) configs
+
+def test_a_partial_config_carries_given_values_and_refuses_the_others():
+    cfg = build_partial(Config, {"demo": True, "demo_data": {"root": "x"},
+                                 "preprocess": {"hcp": to_dict(HcpPreprocessConfig(window_frames=8))}})
+    assert cfg.raw_root == Path("x")  # properties work on what is carried
+    assert cfg.preprocess.hcp == HcpPreprocessConfig(window_frames=8)
+    assert to_dict(cfg) == {"demo": True, "demo_data": {"root": "x"},
+                            "preprocess": {"hcp": to_dict(HcpPreprocessConfig(window_frames=8))}}
+    for use in (lambda: cfg.seed + 1, lambda: bool(cfg.preprocess.image_size), lambda: cfg.stage_a.model,
+                lambda: Path(cfg.data_root), lambda: f"{cfg.seed}", lambda: cfg.preprocess.god.roi == "VC",
+                lambda: list(cfg.datasets)):
+        with pytest.raises(ConfigError, match="params do not carry") as err:
+            use()
+        assert "JOB_READS" in err.value.hint
+
+
+def test_a_partial_config_survives_pickle_copy_and_fingerprints():
+    cfg = build_partial(Config, {"stage_a": {"model": to_dict(MbmModelConfig(patch_size=16))}})
+    again = pickle.loads(pickle.dumps(cfg))
+    assert again.stage_a.model.patch_size == 16
+    assert copy.deepcopy(cfg).stage_a.model == cfg.stage_a.model
+    text = json.dumps(dataclasses.asdict(cfg.stage_a), default=str)  # resume fingerprints hash this
+    assert "stage_a.finetune: not carried" in text

@@ -11,6 +11,6 @@ with job(snakemake) as (cfg, run):  # noqa: F821 (snakemake is injected by the s
     inputs = snakemake.input  # noqa: F821
     launch(train_stage_b,
            {"subject_dir": Path(inputs.samples).parent, "encoder_checkpoint": Path(inputs.encoder).parent,
-            "pretrained_ldm": inputs.ldm, "out_dir": Path(snakemake.output.model).parent,  # noqa: F821
+            "pretrained_ldm": inputs.ldm[0], "out_dir": Path(snakemake.output.model).parent,  # noqa: F821
             "cfg": cfg.stage_b, "resume_dir": snakemake.params.resume_dir},  # noqa: F821
            cfg.trainer, run, spec_dir=plan.launch_dir(cfg))

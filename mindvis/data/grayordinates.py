@@ -384,8 +384,9 @@ def read_dense_series_header(path: str | os.PathLike[str]) -> DenseSeriesHeader:
             not a dense series, an XML that disagrees with the NIfTI dimensions.
     """
     path = require_file(path, "HCP resting-state CIFTI file",
-                        hint="check data_root and preprocess.hcp.runs (files: HCP/<subject>/MNINonLinear/Results/"
-                             "rfMRI_<RUN>/rfMRI_<RUN>_Atlas_MSMAll_hp2000_clean.dtseries.nii)")
+                        hint="check data_root, preprocess.hcp.runs and preprocess.hcp.file_pattern (files: "
+                             "HCP/<subject>/MNINonLinear/Results/rfMRI_<RUN>/rfMRI_<RUN>_Atlas_MSMAll_hp2000_clean"
+                             "[_rclean_tclean].dtseries.nii)")
     header = _nifti2_header(path)
     xml = next((ext.content for ext in header.extensions if ext.get_code() == _CIFTI_EXTENSION_CODE), None)
     if xml is None:

@@ -1,8 +1,11 @@
 """HCP resting state -> the preprocessed-data contract (MinD-Vis's Stage A pretraining data).
 
 Raw layouts read (under `raw_root`):
-- `HCP/<subject>/MNINonLinear/Results/rfMRI_<RUN>/rfMRI_<RUN>_Atlas_MSMAll_hp2000_clean.dtseries.nii`: CIFTI-2 dense
-  series, 91282 grayordinates, TR 0.72 s (1200 frames per run in the HCP release);
+- `HCP/<subject>/MNINonLinear/Results/rfMRI_<RUN>/<file>`: CIFTI-2 dense series, 91282 grayordinates, TR 0.72 s
+  (1200 frames per run in the HCP release), where `<file>` is the one file matching `file_pattern` (config
+  preprocess.hcp.file_pattern). The default pattern matches both names the HCP Young Adult release has used:
+  S1200's `rfMRI_<RUN>_Atlas_MSMAll_hp2000_clean.dtseries.nii` and the current re-cleaned
+  `rfMRI_<RUN>_Atlas_MSMAll_hp2000_clean_rclean_tclean.dtseries.nii`;
 - `HCP/npz/<subject>/HCP_visual_voxel.npz`: the intermediate MinD-Vis trained from, arrays V1..V4 each
   (frames, voxels) of one run, without grayordinate indices.
 
@@ -48,6 +51,9 @@ log = logging.getLogger(__name__)
 HCP_DIR = "HCP"
 NPZ_DIR = "npz"  # HCP/npz/<subject>/ holds the MinD-Vis intermediate; never a subject ID
 NPZ_FILE = "HCP_visual_voxel.npz"
+# A run's dense series, as a glob in its run folder ({run} = e.g. REST1_LR): S1200's "..._clean.dtseries.nii" and the
+# current release's "..._clean_rclean_tclean.dtseries.nii" (config preprocess.hcp.file_pattern).
+DEFAULT_FILE_PATTERN = "rfMRI_{run}_Atlas_MSMAll_hp2000_clean*.dtseries.nii"
 SOURCES: tuple[str, ...] = ("auto", "cifti", "npz")
 # Grayordinate columns read per proxy slice may include up to this many unwanted neighbours between two wanted
 # ones: one slice over a small gap is cheaper than two file reads (a column is 4.8 kB at 1200 frames).
@@ -58,11 +64,37 @@ _MAX_GAP_COLUMNS = 16
 # Layout
 
 
+def run_dir(raw_root: str | os.PathLike[str], subject: str, run: str) -> Path:
+    """The folder of one run (e.g. run "REST1_LR") in the HCP release layout."""
+    return Path(raw_root) / HCP_DIR / subject / "MNINonLinear" / "Results" / f"rfMRI_{run}"
+
+
 def run_path(raw_root: str | os.PathLike[str], subject: str, run: str) -> Path:
-    """The CIFTI dense series of one run (e.g. run "REST1_LR") in the HCP release layout."""
-    name = f"rfMRI_{run}"
-    return (Path(raw_root) / HCP_DIR / subject / "MNINonLinear" / "Results" / name
-            / f"{name}_Atlas_MSMAll_hp2000_clean.dtseries.nii")
+    """The S1200 name of one run's CIFTI dense series (what the demo writes; readers use `run_file`)."""
+    return run_dir(raw_root, subject, run) / f"rfMRI_{run}_Atlas_MSMAll_hp2000_clean.dtseries.nii"
+
+
+def run_file(raw_root: str | os.PathLike[str], subject: str, run: str,
+             file_pattern: str = DEFAULT_FILE_PATTERN) -> Path:
+    """The dense series of one run: the one file of its run folder matching `file_pattern` ({run} = the run).
+
+    When no file matches, the pattern itself (as a path in the run folder) is returned: Snakemake and the reader
+    report it as the missing input, naming what was looked for.
+
+    Raises:
+        InputDataError: several files match (e.g. both the S1200 and the current release's series were downloaded).
+    """
+    folder = run_dir(raw_root, subject, run)
+    name = file_pattern.replace("{run}", run)
+    found = sorted(folder.glob(name)) if folder.is_dir() else []
+    if len(found) > 1:
+        raise InputDataError(
+            f"several HCP dense series of run {run} match preprocess.hcp.file_pattern", path=folder,
+            value=[p.name for p in found], expected=f"exactly one file matching {name!r}",
+            hint="set preprocess.hcp.file_pattern to the series to use, e.g. "
+                 "'rfMRI_{run}_Atlas_MSMAll_hp2000_clean_rclean_tclean.dtseries.nii' (current release) or "
+                 "'rfMRI_{run}_Atlas_MSMAll_hp2000_clean.dtseries.nii' (S1200)")
+    return found[0] if found else folder / name
 
 
 def npz_path(raw_root: str | os.PathLike[str], subject: str) -> Path:
@@ -76,10 +108,11 @@ def _check_source(source: str) -> None:
 
 
 def find_subjects(raw_root: str | os.PathLike[str], runs: Sequence[str] = ("REST1_LR",),
-                  source: str = "auto") -> list[str]:
+                  source: str = "auto", file_pattern: str = DEFAULT_FILE_PATTERN) -> list[str]:
     """Sorted IDs of the subjects under `raw_root/HCP` that have every run of `runs` (CIFTI) or the npz.
 
-    `source` "cifti" or "npz" counts only that kind of input; "auto" either.
+    `source` "cifti" or "npz" counts only that kind of input; "auto" either. A run counts when a file of its
+    folder matches `file_pattern` (several matching files are reported by `run_file`).
     """
     _check_source(source)
     hcp_root = Path(raw_root) / HCP_DIR
@@ -87,7 +120,7 @@ def find_subjects(raw_root: str | os.PathLike[str], runs: Sequence[str] = ("REST
     if source in ("auto", "cifti") and hcp_root.is_dir():
         for folder in sorted(hcp_root.iterdir()):
             if folder.is_dir() and folder.name != NPZ_DIR and all(
-                    run_path(raw_root, folder.name, run).is_file() for run in runs):
+                    _has_run(raw_root, folder.name, run, file_pattern) for run in runs):
                 found.add(folder.name)
     if source in ("auto", "npz") and (hcp_root / NPZ_DIR).is_dir():
         for folder in sorted((hcp_root / NPZ_DIR).iterdir()):
@@ -96,16 +129,21 @@ def find_subjects(raw_root: str | os.PathLike[str], runs: Sequence[str] = ("REST
     return sorted(found)
 
 
+def _has_run(raw_root: str | os.PathLike[str], subject: str, run: str, file_pattern: str) -> bool:
+    folder = run_dir(raw_root, subject, run)
+    return folder.is_dir() and any(folder.glob(file_pattern.replace("{run}", run)))
+
+
 def raw_files(raw_root: str | os.PathLike[str], subject: str, runs: Sequence[str] = ("REST1_LR",),
-              source: str = "auto") -> list[Path]:
+              source: str = "auto", file_pattern: str = DEFAULT_FILE_PATTERN) -> list[Path]:
     """The raw files one subject's preprocessing job reads (Snakemake inputs).
 
-    "cifti": one dense series per run; "npz": the MinD-Vis intermediate; "auto": the CIFTI runs when all exist,
-    else the npz when it exists, else the CIFTI runs (files another rule, e.g. the demo, may still write; a
-    missing file is reported by Snakemake or by `preprocess_subject`).
+    "cifti": one dense series per run (`run_file`); "npz": the MinD-Vis intermediate; "auto": the CIFTI runs when
+    all exist, else the npz when it exists, else the CIFTI runs (files another rule, e.g. the demo, may still write;
+    a missing file is reported by Snakemake or by `preprocess_subject`).
     """
     _check_source(source)
-    cifti = [run_path(raw_root, subject, run) for run in runs]
+    cifti = [run_file(raw_root, subject, run, file_pattern) for run in runs]
     npz = npz_path(raw_root, subject)
     if source == "npz" or (source == "auto" and not all(p.is_file() for p in cifti) and npz.is_file()):
         return [npz]
@@ -250,9 +288,9 @@ def read_visual_npz(path: str | os.PathLike[str], window_frames: int) -> VisualS
 
 def _subject_series(raw_root: Path, subject: str, cfg: HcpPreprocessConfig) -> list[VisualSeries]:
     """Read every raw file of `subject`; raises InputDataError when the subject or one of its files is missing."""
-    files = raw_files(raw_root, subject, cfg.runs, cfg.source)
+    files = raw_files(raw_root, subject, cfg.runs, cfg.source, cfg.file_pattern)
     if not (raw_root / HCP_DIR / subject).is_dir() and not npz_path(raw_root, subject).is_file():
-        known = find_subjects(raw_root, cfg.runs, cfg.source)
+        known = find_subjects(raw_root, cfg.runs, cfg.source, cfg.file_pattern)
         raise InputDataError(
             f"HCP subject {subject!r} not found", path=raw_root / HCP_DIR, value=subject,
             expected=f"HCP/{subject}/ (CIFTI runs) or HCP/npz/{subject}/{NPZ_FILE}",
@@ -260,8 +298,14 @@ def _subject_series(raw_root: Path, subject: str, cfg: HcpPreprocessConfig) -> l
                  "fix `subjects.HCP` or data_root in config.yaml")
     if files == [npz_path(raw_root, subject)]:
         return [read_visual_npz(files[0], cfg.window_frames)]
+    for path, run in zip(files, cfg.runs, strict=True):
+        if not path.is_file():
+            raise InputDataError(
+                "missing HCP resting-state CIFTI file", path=path,
+                expected=f"one file matching preprocess.hcp.file_pattern ({cfg.file_pattern!r}) in {path.parent}",
+                hint="check data_root, preprocess.hcp.runs and preprocess.hcp.file_pattern (README, 'Raw inputs')")
     atlas = load_atlas(cfg.atlas)
-    return [read_cifti_run(path, run, atlas, cfg.window_frames) for path, run in zip(files, cfg.runs)]
+    return [read_cifti_run(path, run, atlas, cfg.window_frames) for path, run in zip(files, cfg.runs, strict=True)]
 
 
 def _source_name(path: Path, raw_root: Path) -> str:
@@ -294,14 +338,15 @@ def preprocess_subject(raw_root: str | os.PathLike[str], subject: str, cfg: HcpP
     Args:
         raw_root: folder holding `HCP/`.
         subject: HCP subject ID (e.g. "100206").
-        cfg: runs, window_frames, normalization ("scalar" | "voxel"), atlas, source.
+        cfg: runs, window_frames, normalization ("scalar" | "voxel"), atlas, source, file_pattern.
         out_dir: the subject's contract folder (results/preprocessed/HCP/<subject>).
     Returns:
         The written subject: fmri float32 (n_windows_total, n_visual), one `pretrain` row per window with columns
         run and frame_start (first frame of the window in its run), voxels with roi, mean, std, grayordinate,
         hemisphere, glasser_label, area.
     Raises:
-        InputDataError: missing subject/file, not a dense series, wrong layout, NaN/inf, too few frames, bad npz.
+        InputDataError: missing subject/file, several files matching file_pattern, not a dense series, wrong
+            layout, NaN/inf, too few frames, bad npz.
     """
     raw_root = Path(raw_root)
     inputs = _subject_series(raw_root, subject, cfg)

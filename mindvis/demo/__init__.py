@@ -12,6 +12,7 @@ Images come from procedurally drawn categories (mindvis.demo.images), fMRI from 
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -20,13 +21,15 @@ from mindvis.demo import bold5000, god, hcp
 from mindvis.demo.images import Category, category_table, generate_category_images, n_categories
 from mindvis.errors import ConfigError
 
-__all__ = ["DATASETS", "Category", "category_table", "expected_files", "generate_category_images", "n_categories",
-           "synthesize"]
+__all__ = ["DATASETS", "Category", "category_table", "datasets_of", "expected_files", "generate_category_images",
+           "n_categories", "synthesize"]
 
 log = logging.getLogger(__name__)
 
 _WRITERS = {"HCP": hcp, "GOD": god, "BOLD5000": bold5000}
 DATASETS: tuple[str, ...] = tuple(_WRITERS)
+# The top folder of each dataset's raw layout (below the demo root, as below data_root).
+TOP_FOLDERS: dict[str, str] = {"HCP": "HCP", "GOD": "Kamitani", "BOLD5000": "BOLD5000"}
 
 
 def _modules(datasets: Sequence[str]) -> list:
@@ -40,6 +43,19 @@ def _modules(datasets: Sequence[str]) -> list:
 def expected_files(cfg: DemoDataConfig, datasets: Sequence[str]) -> list[Path]:
     """Exactly the files `synthesize(cfg, datasets)` writes, computed from the config alone (nothing is generated)."""
     return [path for module in _modules(datasets) for path in module.files(cfg)]
+
+
+def datasets_of(root: str | os.PathLike[str], files: Sequence[str | os.PathLike[str]]) -> list[str]:
+    """The datasets (in DATASETS order) whose raw layout below `root` holds any of `files`.
+
+    The demo_synthesize job learns what to write from its declared outputs, not from `datasets`: dropping a dataset
+    from the config then leaves the other datasets' demo files (and all work built on them) as they are.
+    """
+    tops = set()
+    for path in files:
+        relative = Path(path).resolve().relative_to(Path(root).resolve())
+        tops.add(relative.parts[0])
+    return [dataset for dataset in DATASETS if TOP_FOLDERS[dataset] in tops]
 
 
 def synthesize(cfg: DemoDataConfig, datasets: Sequence[str]) -> list[Path]:

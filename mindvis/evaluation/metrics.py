@@ -5,7 +5,8 @@ correlation distance, FID), with chance levels.
 Images are uint8 (N, H, W, 3) (or float in [0, 1], converted); reconstructions carry K samples per test image,
 (N, K, H, W, 3). Per-sample metrics are computed for each sample index k against all N ground truths and averaged
 over samples (the MinD-Vis evaluation averages its pairwise scores over samples the same way); n-way top-1 is
-reported both as the mean and as the best (max) over samples. The keys of `METRIC_NAMES` are the keys of
+reported as the MinD-Vis evaluation does: for each sample index k the mean accuracy over the test images, then the
+mean (`top1_nway_mean`) and the max (`top1_nway_max`) of these K values. The keys of `METRIC_NAMES` are the keys of
 metrics.json.
 """
 
@@ -136,17 +137,22 @@ def nway_top1(gt_probabilities: np.ndarray, recon_probabilities: np.ndarray, n_w
               seed: int) -> tuple[float, float]:
     """MinD-Vis n-way top-1 over K samples: the true class is the classifier's top-1 on the ground truth.
 
+    As the reference's evaluation (`get_eval_metric`): for each sample index k, the n-way accuracy averaged over the
+    N test images; then the mean and the max of these K per-index accuracies. (The max is over whole sample sets,
+    not a best sample picked per image, which would be higher.)
+
     Args:
         gt_probabilities: (N, C) classifier scores of the ground-truth images.
         recon_probabilities: (N, K, C) scores of the K reconstructions of each test image.
     Returns:
-        (mean over images and samples, mean over images of the max over samples).
+        (mean over k of the per-index accuracy, max over k of the per-index accuracy).
     """
     n, k, c = recon_probabilities.shape
     true_classes = np.repeat(np.argmax(gt_probabilities, axis=1), k)
     accuracy = nway_top1_accuracy(recon_probabilities.reshape(n * k, c), true_classes, n_way, n_trials,
                                   np.random.default_rng(seed)).reshape(n, k)
-    return float(accuracy.mean()), float(accuracy.max(axis=1).mean())
+    per_index = accuracy.mean(axis=0)  # (K,): accuracy of sample set k over the test images
+    return float(per_index.mean()), float(per_index.max())
 
 
 # ---------------------------------------------------------------- MinD-Vis: pairwise identification (pixels)
@@ -279,9 +285,11 @@ def two_way_identification(recon_features: np.ndarray, gt_features: np.ndarray,
                            per: Literal["reconstruction", "ground_truth"] = "reconstruction") -> float:
     """Two-way identification, exhaustive over all pairs, with feature correlation as similarity.
 
-    per='reconstruction': for each reconstruction, the fraction of other ground truths whose correlation with it
-    is lower than its own ground truth's. per='ground_truth': for each ground truth, the fraction of other
-    reconstructions less correlated with it than its own (the comparison MindEye's code makes). Mean over items.
+    per='reconstruction' (default): for each reconstruction, the fraction of other ground truths whose correlation
+    with it is lower than its own ground truth's; this is what MindEye's and Brain-Diffuser's evaluation code count
+    (their success matrix is summed over ground truths, per reconstruction). per='ground_truth': for each ground
+    truth, the fraction of other reconstructions less correlated with it than its own (the transposed count, for
+    comparison only). Mean over items.
 
     Args:
         recon_features: (N, D) features of the reconstructions.

@@ -1,7 +1,8 @@
 """Summary pages for `snakemake --report`: the metrics of every evaluated subject in one table, and the training
 curves of the latest training jobs read back from the MLflow store.
 
-`summarize_results(results_root)` (the `report_summary` rule) writes to `<results_root>/report/`:
+`summarize_results(results_root, metrics_files=...)` (the `report_summary` rule, with its declared inputs) writes to
+`<results_root>/report/`:
     metrics_table.html   one self-contained table: per dataset / subject, MinD-Vis, the ridge baselines and chance
                          for every metric (best method per metric in bold, direction in the header), with the n of
                          the n-way metric, the skipped metrics and their reasons
@@ -10,7 +11,8 @@ curves of the latest training jobs read back from the MLflow store.
                          its logged loss curves (left axis) and validation scores (right axis) against the step
 
 The curves come from the latest FINISHED run of each job (rule + wildcards) in the store: the job whose outputs
-are in results_root, also when a later workflow invocation found it up to date and did not rerun it.
+are in results_root, also when a later workflow invocation found it up to date and did not rerun it. Per-subject
+jobs are shown only for the subjects whose metrics are summarised.
 """
 
 from __future__ import annotations
@@ -156,8 +158,12 @@ def _notes(path: Path) -> list[str]:
 
 # -------------------------------------------------------------------------------------------- training curves
 
-def latest_training_runs(tracking_uri: str, experiment: str) -> list[Any]:
-    """The latest FINISHED MLflow run of every training job (one per rule + wildcards), in pipeline order."""
+def latest_training_runs(tracking_uri: str, experiment: str,
+                         subjects: set[tuple[str, str]] | None = None) -> list[Any]:
+    """The latest FINISHED MLflow run of every training job (one per rule + wildcards), in pipeline order.
+
+    `subjects` ((dataset, subject) pairs): keep per-subject jobs of these only (None: of every subject).
+    """
     from mlflow import MlflowClient  # heavy import, only when curves are drawn
 
     client = MlflowClient(tracking_uri=tracking_uri)
@@ -168,7 +174,11 @@ def latest_training_runs(tracking_uri: str, experiment: str) -> list[Any]:
                               order_by=["attributes.start_time DESC"], max_results=5000)
     latest: dict[str, Any] = {}
     for run in runs:
-        if run.data.tags.get("mindvis.rule") in TRAINING_RULES:
+        tags = run.data.tags
+        pair = (tags.get("mindvis.wildcard.dataset"), tags.get("mindvis.wildcard.subject"))
+        if subjects is not None and pair != (None, None) and pair not in subjects:
+            continue
+        if tags.get("mindvis.rule") in TRAINING_RULES:
             latest.setdefault(run.info.run_name, run)
     return sorted(latest.values(), key=lambda r: (TRAINING_RULES.index(r.data.tags["mindvis.rule"]),
                                                   r.info.run_name))
@@ -178,13 +188,15 @@ def _curve_names(run: Any) -> list[str]:
     return sorted(name for name in run.data.metrics if "/" in name and not name.endswith(_NOT_CURVES))
 
 
-def training_curves_figure(tracking_uri: str, experiment: str) -> plt.Figure:
-    """One panel per training job: loss series on the left axis (log scale), other scores on the right."""
+def training_curves_figure(tracking_uri: str, experiment: str,
+                           subjects: set[tuple[str, str]] | None = None) -> plt.Figure:
+    """One panel per training job (of `subjects`, see latest_training_runs): loss series on the left axis (log
+    scale), other scores on the right."""
     from mlflow import MlflowClient
 
     client = MlflowClient(tracking_uri=tracking_uri)
     panels = []
-    for run in latest_training_runs(tracking_uri, experiment):
+    for run in latest_training_runs(tracking_uri, experiment, subjects):
         series = {}
         for name in _curve_names(run):
             history = sorted(client.get_metric_history(run.info.run_id, name), key=lambda m: (m.step, m.timestamp))
@@ -239,19 +251,23 @@ def _draw_panel(ax: plt.Axes, title: str, series: dict[str, tuple[list[int], lis
 # ---------------------------------------------------------------------------------------------------- the job
 
 def summarize_results(results_root: str | os.PathLike[str], tracking_uri: str | None = None,
-                      experiment: str = "mindvis") -> dict[str, Path]:
+                      experiment: str = "mindvis",
+                      metrics_files: Iterable[str | os.PathLike[str]] | None = None) -> dict[str, Path]:
     """Write the report summary files (module docstring) to `<results_root>/report/`, atomically.
 
     Args:
-        results_root: the workflow's results directory (eval/<dataset>/<subject>/metrics.json below it).
+        results_root: the workflow's results directory; the summary goes to its report/ folder.
         tracking_uri: the MLflow store; None = the embedded `sqlite:///<results_root>/mlflow.db`.
         experiment: the MLflow experiment name (config tracking.experiment).
+        metrics_files: the eval/<dataset>/<subject>/metrics.json files to summarise (the rule's inputs: the
+            configured subjects only); None = every one found under results_root.
     Returns:
         {"metrics_table_html", "metrics_table_csv", "training_curves"}: the written files.
     """
     results_root = Path(results_root)
     target = target_for(results_root, tracking_uri, experiment)
-    paths = find_metrics(results_root)
+    paths = find_metrics(results_root) if metrics_files is None else sorted(Path(p) for p in metrics_files)
+    subjects = None if metrics_files is None else {(p.parent.parent.name, p.parent.name) for p in paths}
     if not paths:
         log.warning("no metrics.json under %s/eval: the metrics table is empty", results_root)
     frame = metrics_frame(paths)
@@ -261,7 +277,7 @@ def summarize_results(results_root: str | os.PathLike[str], tracking_uri: str | 
         log.warning("no MLflow store at %s: the training curves figure is empty", embedded_store)
         figure = _message_figure(f"no MLflow store at {embedded_store}")
     else:
-        figure = training_curves_figure(target.uri, experiment)
+        figure = training_curves_figure(target.uri, experiment, subjects)
     out_dir = results_root / REPORT_DIR
     with atomic_directory(out_dir) as tmp:
         (tmp / TABLE_HTML).write_text(metrics_table_html(frame, notes))

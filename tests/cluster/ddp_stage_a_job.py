@@ -20,6 +20,8 @@ from typing import Any
 import torch
 from lightning_fabric.plugins.io.torch_io import TorchCheckpointIO
 
+from mindvis import plan
+from mindvis.config import resolve
 from mindvis.training import stage_a
 from mindvis.workflow import job
 
@@ -64,8 +66,9 @@ config = {
                              "include_god_train": False}},
     "trainer": {"accelerator": "cpu", "devices": 2, "strategy": "ddp", "num_workers": 0},
 }
+config_slice = plan.job_params(resolve(config), "stage_a_pretrain")  # what the rule's params carry
 smk = SimpleNamespace(log=[str(results_root / "logs" / "stage_a_pretrain.log")], config=config,
-                      params={"config_section": "stage_a"}, rule="stage_a_pretrain", wildcards={})
+                      params=SimpleNamespace(config_slice=config_slice), rule="stage_a_pretrain", wildcards={})
 with job(smk) as (cfg, run):
     stage_a.train_stage_a_pretrain(subject_dirs, results_root / "stage_a" / "pretrain", cfg.stage_a, cfg.trainer,
                                    results_root / ".resume" / "stage_a_pretrain", run=run)

@@ -7,6 +7,7 @@ from mindvis.config.data import HcpPreprocessConfig
 from mindvis.data import hcp
 from mindvis.data.contract import read_subject
 from mindvis.data.grayordinates import visual_grayordinates, write_dense_series
+from mindvis.errors import InputDataError
 from mindvis.preprocess.windows import window_means
 from tests.data.test_grayordinates import _glasser_dlabel
 
@@ -45,9 +46,42 @@ def test_layout_helpers_follow_the_hcp_release(tmp_path, raw_root):
     assert hcp.find_subjects(raw_root, source="npz") == []
     assert hcp.raw_files(raw_root, SUBJECT, ("REST1_LR", "REST1_RL")) == [
         hcp.run_path(raw_root, SUBJECT, "REST1_LR"), hcp.run_path(raw_root, SUBJECT, "REST1_RL")]
-    # nothing on disk yet (e.g. before the demo rule ran): the CIFTI files are the expected inputs
-    assert hcp.raw_files(tmp_path, "100307") == [hcp.run_path(tmp_path, "100307", "REST1_LR")]
+    # nothing on disk yet (e.g. before the demo rule ran): the expected input names the pattern looked for
+    assert hcp.raw_files(tmp_path, "100307") == [hcp.run_dir(tmp_path, "100307", "REST1_LR")
+                                                 / "rfMRI_REST1_LR_Atlas_MSMAll_hp2000_clean*.dtseries.nii"]
     assert hcp.find_subjects(tmp_path) == []
+
+
+S1200_NAME = "rfMRI_REST1_LR_Atlas_MSMAll_hp2000_clean.dtseries.nii"
+CURRENT_NAME = "rfMRI_REST1_LR_Atlas_MSMAll_hp2000_clean_rclean_tclean.dtseries.nii"
+
+
+@pytest.mark.parametrize("name", [S1200_NAME, CURRENT_NAME])
+def test_both_release_names_are_found_by_the_default_pattern(tmp_path, run_data, name):
+    path = hcp.run_dir(tmp_path, SUBJECT, "REST1_LR") / name
+    write_dense_series(path, run_data)
+    assert hcp.find_subjects(tmp_path) == [SUBJECT]
+    assert hcp.raw_files(tmp_path, SUBJECT) == [path]
+    result = hcp.preprocess_subject(tmp_path, SUBJECT, HcpPreprocessConfig(), tmp_path / "out")
+    assert result.fmri.shape == (3, 4183)
+    assert result.samples["source"].iloc[0].endswith(name)
+
+
+def test_several_matching_series_are_refused_until_the_pattern_picks_one(tmp_path, run_data):
+    folder = hcp.run_dir(tmp_path, SUBJECT, "REST1_LR")
+    for name in (S1200_NAME, CURRENT_NAME):
+        write_dense_series(folder / name, run_data)
+    with pytest.raises(InputDataError, match="several HCP dense series of run REST1_LR") as error:
+        hcp.raw_files(tmp_path, SUBJECT)
+    assert S1200_NAME in str(error.value) and CURRENT_NAME in str(error.value)
+    assert "preprocess.hcp.file_pattern" in str(error.value)
+    with pytest.raises(InputDataError, match="several HCP dense series"):
+        hcp.preprocess_subject(tmp_path, SUBJECT, HcpPreprocessConfig(), tmp_path / "out")
+    assert not (tmp_path / "out").exists()
+    current = HcpPreprocessConfig(file_pattern="rfMRI_{run}_Atlas_MSMAll_hp2000_clean_rclean_tclean.dtseries.nii")
+    assert hcp.raw_files(tmp_path, SUBJECT, file_pattern=current.file_pattern) == [folder / CURRENT_NAME]
+    result = hcp.preprocess_subject(tmp_path, SUBJECT, current, tmp_path / "out")
+    assert result.samples["source"].iloc[0].endswith(CURRENT_NAME)
 
 
 def test_cifti_run_becomes_windowed_scalar_zscored_v1_to_v4(tmp_path, raw_root, run_data, visual):

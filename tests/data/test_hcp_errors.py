@@ -37,8 +37,9 @@ def test_missing_run_file(tmp_path):
     write_dense_series(_run_file(tmp_path), _good_data())
     cfg = HcpPreprocessConfig(runs=("REST1_LR", "REST2_LR"))
     error = _refused(tmp_path, tmp_path / "out", "missing HCP resting-state CIFTI file",
-                     hcp.run_path(tmp_path, SUBJECT, "REST2_LR"), cfg)
-    assert "preprocess.hcp.runs" in error.hint
+                     hcp.run_dir(tmp_path, SUBJECT, "REST2_LR"), cfg)
+    assert "preprocess.hcp.runs" in error.hint and "preprocess.hcp.file_pattern" in error.hint
+    assert "rfMRI_REST2_LR_Atlas_MSMAll_hp2000_clean*.dtseries.nii" in str(error)
 
 
 def test_unreadable_file(tmp_path):

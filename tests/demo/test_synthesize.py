@@ -8,7 +8,8 @@ import nibabel as nib
 import numpy as np
 import pytest
 
-from mindvis.demo import DATASETS, expected_files, synthesize
+from mindvis.config.data import DemoDataConfig
+from mindvis.demo import DATASETS, datasets_of, expected_files, synthesize
 from mindvis.errors import ConfigError
 
 
@@ -82,3 +83,9 @@ def test_same_seed_same_data_other_seed_other_data(make_small_config, tmp_path):
 def test_unknown_dataset_is_a_config_error(make_small_config, tmp_path):
     with pytest.raises(ConfigError, match="unknown dataset"):
         expected_files(make_small_config(tmp_path), ["GOD", "NSD"])
+
+
+@pytest.mark.parametrize("datasets", [["HCP"], ["GOD", "BOLD5000"], list(DATASETS)])
+def test_the_datasets_of_declared_files_are_the_datasets_they_were_planned_for(tmp_path, datasets):
+    cfg = DemoDataConfig(root=tmp_path / "demo")
+    assert datasets_of(cfg.root, expected_files(cfg, datasets)) == datasets

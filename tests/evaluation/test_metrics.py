@@ -114,7 +114,28 @@ def test_nway_mean_and_max_over_samples() -> None:
     recon_probs = np.array([[hit, miss], [miss, miss]])  # (N=2, K=2, C=4); image 1's class is 1: `miss` hits it
     mean, best = nway_top1(gt_probs, recon_probs, n_way=4, n_trials=50, seed=0)
     assert mean == pytest.approx((1 + 0 + 1 + 1) / 4)
-    assert best == pytest.approx(1.0)
+    assert best == pytest.approx(1.0)  # sample set k=0 hits both images
+
+
+def test_nway_max_is_the_best_sample_set_not_the_best_sample_per_image() -> None:
+    """The reference (MinD-Vis get_eval_metric): mean over images per sample index k, then the max over k."""
+    gt_probs = np.array([[0.7, 0.1, 0.1, 0.1], [0.1, 0.7, 0.1, 0.1]])
+    first, second = [0.7, 0.1, 0.1, 0.1], [0.1, 0.7, 0.1, 0.1]
+    # image 0 is hit only by its sample 0, image 1 only by its sample 1: every sample set scores 1/2
+    recon_probs = np.array([[first, second], [first, second]])
+    mean, best = nway_top1(gt_probs, recon_probs, n_way=4, n_trials=50, seed=0)
+    assert (mean, best) == (pytest.approx(0.5), pytest.approx(0.5))  # a best sample per image would give 1.0
+
+
+def test_nway_matches_the_reference_loop_on_random_scores() -> None:
+    rng = np.random.default_rng(3)
+    gt_probs, recon_probs = rng.dirichlet(np.ones(20), size=12), rng.dirichlet(np.ones(20), size=(12, 4))
+    mean, best = nway_top1(gt_probs, recon_probs, n_way=5, n_trials=200, seed=9)
+    accuracy = nway_top1_accuracy(recon_probs.reshape(48, 20), np.repeat(gt_probs.argmax(axis=1), 4), 5, 200,
+                                  np.random.default_rng(9)).reshape(12, 4)
+    res_part = [np.mean(accuracy[:, s]) for s in range(4)]  # the reference: one mean per sample index
+    assert (mean, best) == (pytest.approx(np.mean(res_part)), pytest.approx(np.max(res_part)))
+    assert best <= accuracy.max(axis=1).mean()
 
 
 def test_nway_larger_than_the_classifier_is_a_config_error() -> None:

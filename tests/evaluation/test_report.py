@@ -77,6 +77,21 @@ def test_latest_finished_training_runs_only(results):
     assert runs[0].data.metrics["train/loss"] == pytest.approx(0.05)
 
 
+def test_only_the_given_metrics_files_and_their_subjects_curves_are_summarised(results, tmp_path):
+    root = tmp_path / "results"
+    shutil.copytree(results, root)  # the store's artifact root stays the fixture's; only runs are read here
+    shutil.rmtree(root / "report")
+    god = root / "eval" / "GOD" / "sbj_3" / "metrics.json"
+    summarize_results(root, metrics_files=[god])  # BOLD5000 CSI1 was dropped from the config; its file remains
+    table = pd.read_csv(root / "report" / "metrics_table.csv")
+    assert set(table["subject"]) == {"sbj_3"}
+    assert "CSI1" not in (root / "report" / "metrics_table.html").read_text()
+    target = tracking.target_for(root)
+    names = [r.info.run_name for r in latest_training_runs(target.uri, "mindvis", {("GOD", "sbj_3")})]
+    assert names == ["stage_a_pretrain", "stage_b_finetune[dataset=GOD,subject=sbj_3]"]
+    assert latest_training_runs(target.uri, "mindvis", {("BOLD5000", "CSI1")})[-1].info.run_name == "stage_a_pretrain"
+
+
 def test_metrics_table_csv_lists_every_subject_and_method(results):
     table = pd.read_csv(results / "report" / "metrics_table.csv")
     assert list(table.columns[:6]) == ["dataset", "subject", "method", "n_way", "n_test", "n_samples"]

@@ -31,6 +31,19 @@ def snakemake(workdir: Path, *args: str, config: dict | None = None, timeout: in
     return proc
 
 
+def planned_jobs(workdir: Path, config: dict, *args: str) -> dict[str, int]:
+    """{rule: jobs} that `snakemake -n` would run now (rule all left out; {} when nothing is to be done)."""
+    proc = snakemake(workdir, "-n", "--quiet", "rules", *args, config=config)
+    counts: dict[str, int] = {}
+    for line in (proc.stdout + proc.stderr).splitlines():  # the first "job count" table
+        parts = line.split()
+        if len(parts) == 2 and parts[1].isdigit():
+            if parts[0] in counts:
+                break
+            counts[parts[0]] = int(parts[1])
+    return {rule: n for rule, n in counts.items() if rule not in ("all", "total")}
+
+
 def smoke_config(workdir: Path, **overrides) -> dict:
     """The smoke-size config with results and demo data inside `workdir`."""
     config = yaml.safe_load(SMOKE_CONFIG.read_text())
