@@ -124,7 +124,8 @@ JOB_READS: dict[str, tuple[str, ...]] = {
                      "trainer.precision", "trainer.num_workers"),  # always one device
     "stage_b_finetune": ("stage_b.training", "stage_b.architecture.image_size", "stage_b.sampling.scheduler",
                          "trainer"),  # the LDM's other sizes come from the pretrained LDM it starts from
-    "demo_classifier": (*DEMO_CATEGORIES, "preprocess.image_size", "seed", "evaluation.device"),
+    "demo_classifier": (*DEMO_CATEGORIES, "preprocess.image_size", "evaluation.demo_classifier",
+                        "evaluation.device"),
     "generate": ("stage_b.sampling", "seed", "evaluation.device"),
     "evaluate": ("evaluation",),
     "report_summary": (),  # its metrics.json inputs and the MLflow store
