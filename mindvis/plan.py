@@ -14,6 +14,7 @@ from typing import Any
 from mindvis.config import Config
 from mindvis.config.build import to_dict
 from mindvis.data.contract import TASK_DATASETS, contract_files, subject_dir
+from mindvis.demo.pretrained import CLASS_INDEX_FILE
 from mindvis.errors import ConfigError
 
 SNAKEMAKE_RESOURCE_KEYS = ("gpu", "gpu_model", "mem_mb", "runtime", "cpus_per_task", "slurm_partition",
@@ -127,6 +128,7 @@ JOB_READS: dict[str, tuple[str, ...]] = {
     "demo_classifier": (*DEMO_CATEGORIES, "preprocess.image_size", "evaluation.demo_classifier",
                         "evaluation.device"),
     "generate": ("stage_b.sampling", "seed", "evaluation.device"),
+    "ceilings": ("stage_b.sampling", "seed", "evaluation.device"),  # the LDM and class index are inputs
     "evaluate": ("evaluation",),
     "report_summary": (),  # its metrics.json inputs and the MLflow store
 }
@@ -275,6 +277,24 @@ def stage_b_model(cfg: Config, dataset: str = "{dataset}", subject: str = "{subj
     if cfg.stage_b.finetuned is not None:
         return _existing(cfg.stage_b.finetuned)
     return [str(Path(cfg.results_root, "stage_b", dataset, subject, "stage_b.json"))]
+
+
+def ceilings_ldm(cfg: Config) -> list[str]:
+    """The pretrained LDM of the class-conditioned ceiling: pretrained_ldm where Stage B starts from one (not with
+    the `stage_b.finetuned` shortcut in demo mode, where no demo LDM is trained)."""
+    return pretrained_ldm(cfg) if cfg.stage_b.pretrained_ldm is not None or trains_demo_ldm(cfg) else []
+
+
+def ldm_class_index(cfg: Config) -> list[str]:
+    """The pretrained LDM's class -> wnid file for the class-conditioned ceiling (a Snakemake input list):
+    `evaluation.ldm_class_index`, else the demo LDM's class_index.json, else a class_index.json beside the
+    configured LDM's model.ckpt; empty when there is none (that ceiling is then skipped, with the reason)."""
+    if cfg.evaluation.ldm_class_index is not None:
+        return _existing(cfg.evaluation.ldm_class_index)
+    if cfg.stage_b.pretrained_ldm is None:
+        return [str(demo_ldm_dir(cfg) / CLASS_INDEX_FILE)] if trains_demo_ldm(cfg) else []
+    ldm = Path(cfg.stage_b.pretrained_ldm)
+    return _existing((ldm if ldm.suffix != ".ckpt" else ldm.parent) / CLASS_INDEX_FILE)
 
 
 def trains_demo_classifier(cfg: Config) -> bool:

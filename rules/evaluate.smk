@@ -47,9 +47,34 @@ rule generate:
         "../workflow_scripts/generate.py"
 
 
+rule ceilings:
+    input:
+        generated=f"{RESULTS}/eval/{{dataset}}/{{subject}}/samples.npz",
+        samples=f"{RESULTS}/preprocessed/{{dataset}}/{{subject}}/samples.parquet",
+        model=plan.stage_b_model(CFG),
+        ldm=plan.ceilings_ldm(CFG),
+        class_index=plan.ldm_class_index(CFG),
+    output:
+        ceilings=f"{RESULTS}/eval/{{dataset}}/{{subject}}/ceilings.npz",
+    wildcard_constraints:
+        dataset="GOD|BOLD5000",
+    params:
+        config_slice=plan.job_params(CFG, "ceilings"),
+    log:
+        f"{RESULTS}/logs/ceilings/{{dataset}}/{{subject}}.log",
+    threads: CFG.resources_for("ceilings").cpus_per_task
+    resources:
+        **plan.resources(CFG, "ceilings"),
+    conda:
+        "../envs/torch.yaml"
+    script:
+        "../workflow_scripts/ceilings.py"
+
+
 rule evaluate:
     input:
         generated=f"{RESULTS}/eval/{{dataset}}/{{subject}}/samples.npz",
+        ceilings=f"{RESULTS}/eval/{{dataset}}/{{subject}}/ceilings.npz",
         samples=f"{RESULTS}/preprocessed/{{dataset}}/{{subject}}/samples.parquet",
         fmri=f"{RESULTS}/preprocessed/{{dataset}}/{{subject}}/fmri.npy",
         stimuli=f"{RESULTS}/preprocessed/{{dataset}}/{{subject}}/stimuli.npz",

@@ -8,6 +8,7 @@ if plan.trains_demo_ldm(CFG):
         output:
             ckpt=str(plan.demo_ldm_dir(CFG) / "model.ckpt"),
             config=str(plan.demo_ldm_dir(CFG) / "config.yaml"),
+            class_index=plan.ldm_class_index(CFG)[0],
         params:
             config_slice=plan.job_params(CFG, "ldm_pretrain"),
             resume_dir=plan.resume_dir(CFG, "ldm_pretrain"),

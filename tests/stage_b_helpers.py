@@ -22,13 +22,14 @@ ENCODER_VOXELS = 64  # 4 tokens of 16 voxels
 
 
 def write_task_subject(root: Path, dataset: str = "GOD", subject: str = "sbj_3", n_voxels: int = 50,
-                       n_train: int = 24, n_test: int = 3, repeats: int = 2, image_px: int = 16, seed: int = 0
-                       ) -> Path:
+                       n_train: int = 24, n_test: int = 3, repeats: int = 2, image_px: int = 16, seed: int = 0,
+                       test_ids: list[str] | None = None) -> Path:
     """A contract directory: `n_train` train rows (one image each), then per test image one averaged row
-    (n_averaged = repeats) and `repeats` single-trial rows. Images are random uint8 (image_px x image_px)."""
+    (n_averaged = repeats) and `repeats` single-trial rows. Images are random uint8 (image_px x image_px).
+    `test_ids` names the test stimuli (default test_00, test_01, ...; n_test is then their number)."""
     rng = np.random.default_rng(seed)
     train_ids = [f"train_{i:03d}" for i in range(n_train)]
-    test_ids = [f"test_{i:02d}" for i in range(n_test)]
+    test_ids = test_ids or [f"test_{i:02d}" for i in range(n_test)]
     rows = ([("train", s, 1) for s in train_ids] + [("test", s, repeats) for s in test_ids]
             + [("test", s, 1) for s in test_ids for _ in range(repeats)])
     split, stimulus_id, n_averaged = zip(*rows, strict=True)

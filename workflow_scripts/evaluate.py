@@ -9,4 +9,5 @@ with job(snakemake) as (cfg, run):  # noqa: F821 (snakemake is injected by the s
     classifier = snakemake.input.classifier  # noqa: F821
     evaluate_subject(snakemake.input.generated, Path(snakemake.input.samples).parent,  # noqa: F821
                      Path(snakemake.output.metrics).parent, cfg.evaluation,  # noqa: F821
-                     classifier[0] if classifier else None, run=run)
+                     classifier[0] if classifier else None,
+                     ceilings_npz=snakemake.input.ceilings, run=run)  # noqa: F821

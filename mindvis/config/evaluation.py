@@ -88,6 +88,10 @@ class EvaluationConfig:
     device: str = field(default="auto", metadata={
         "description": "torch device for metric networks: auto (cuda if available, else cpu), cpu, cuda, cuda:1..."})
     seed: int = 2022
+    ldm_class_index: str | None = field(default=None, metadata={
+        "description": "class -> wnid list of the pretrained LDM's classes (imagenet_class_index.json form) for "
+                       "the class-conditioned ceiling; null = class_index.json beside the LDM's model.ckpt if any "
+                       "(the demo LDM writes one)"})
     baselines: BaselineConfig = BaselineConfig()
     demo_classifier: DemoClassifierConfig = DemoClassifierConfig()
 

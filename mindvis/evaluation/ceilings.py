@@ -25,6 +25,7 @@ import json
 import logging
 import os
 import re
+import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -33,10 +34,15 @@ import numpy as np
 import torch
 from diffusers import VQModel
 
+from mindvis.checkpoints.label2img import load_pretrained_ldm
 from mindvis.checkpoints.release_ldm import PretrainedLdm
+from mindvis.checkpoints.stage_b import load_stage_b
 from mindvis.config.stage_b import SamplingConfig
+from mindvis.data.contract import read_subject
 from mindvis.errors import InputDataError
+from mindvis.evaluation.networks import resolve_device
 from mindvis.evaluation.sampling import denoise_latents, initial_latent, to_uint8
+from mindvis.io import atomic_directory
 from mindvis.models.ldm import ClassConditionedLdm
 
 log = logging.getLogger(__name__)
@@ -165,3 +171,98 @@ def stage_scores(score: Callable[[np.ndarray, np.ndarray], dict[str, float]], gr
             continue
         result[name] = {**score(recons, ground_truth[rows]), "n_images": int(len(rows))}
     return result
+
+
+# ------------------------------------------------------------------------------------------ the ceilings job
+
+CEILINGS_FILE = "ceilings.npz"
+
+
+def subject_wnids(subject_dir: str | os.PathLike[str], stimulus_ids: np.ndarray) -> list[str | None]:
+    """The wnid of each test stimulus: samples.parquet's `wnid` column (GOD) where it has one, else the ImageNet file
+    name (BOLD5000's ImageNet images); None for stimuli of no known category (COCO, scenes)."""
+    samples = read_subject(subject_dir, mmap=True).samples
+    by_stimulus: dict[str, Any] = {}
+    if "wnid" in samples.columns:
+        by_stimulus = dict(zip(samples["stimulus_id"].astype(str), samples["wnid"], strict=True))
+    return [stimulus_wnid(s, by_stimulus.get(str(s)) if isinstance(by_stimulus.get(str(s)), str) else None)
+            for s in stimulus_ids]
+
+
+def write_ceiling_images(samples_npz: str | os.PathLike[str], subject_dir: str | os.PathLike[str],
+                         stage_b_path: str | os.PathLike[str], pretrained_ldm: str | os.PathLike[str] | None,
+                         class_index: str | os.PathLike[str] | None, sampling: SamplingConfig, seed: int,
+                         out_path: str | os.PathLike[str], device: str = "auto") -> dict[str, Any]:
+    """Images of the first_stage and class_conditioned stages for one subject's test images, for evaluate to score.
+
+    Args:
+        samples_npz: the generate rule's samples.npz (its ground truth is what the stages start from).
+        subject_dir: the preprocessed subject (the stimuli's wnids).
+        stage_b_path: the Stage B model generation used (its first stage is the pretrained LDM's, frozen).
+        pretrained_ldm: the label2img LDM Stage B started from; None = no class-conditioned stage.
+        class_index: LDM class -> wnid file (imagenet_class_index.json form; mindvis.plan.ldm_class_index picks it);
+            None = no class-conditioned stage.
+        sampling, seed: the reconstructions' sampler, steps, K and seed (class-conditioned samples share their noise).
+        out_path: ceilings.npz: `first_stage` uint8 (N, 1, H, W, 3); `class_conditioned` uint8 (M, K, H, W, 3) with
+            `class_rows` int64 (M,) (their test rows); `skipped` JSON {stage: reason}.
+    Returns:
+        summary: n_test, n_class_conditioned, skipped, seconds.
+    """
+    started = time.perf_counter()
+    device = resolve_device(str(device))
+    generated = np.load(samples_npz)
+    ground_truth, stimulus_ids = generated["ground_truth"], generated["stimulus_id"].astype(str)
+    model = load_stage_b(stage_b_path)
+    first_stage = first_stage_reconstructions(model.vqvae, ground_truth, device=device)[:, None]
+    size, k = ground_truth.shape[1], sampling.resolved_n_samples
+    rows, conditioned = np.zeros(0, dtype=np.int64), np.zeros((0, k, size, size, 3), dtype=np.uint8)
+    skipped: dict[str, str] = {}
+    if pretrained_ldm is None:
+        skipped["class_conditioned"] = "no pretrained LDM (stage_b.finetuned without stage_b.pretrained_ldm)"
+    elif class_index is None:
+        skipped["class_conditioned"] = ("no LDM class index: set evaluation.ldm_class_index to the LDM's "
+                                        "imagenet_class_index.json")
+    else:
+        ldm = load_pretrained_ldm(pretrained_ldm, image_size=size)
+        n_classes = 0 if ldm.class_embedding is None else len(ldm.class_embedding)
+        classes = ldm_classes(subject_wnids(subject_dir, stimulus_ids), read_class_index(class_index), n_classes)
+        rows = np.flatnonzero(classes >= 0)
+        if len(rows) == 0:
+            skipped["class_conditioned"] = "no test image's category is one of the LDM's classes"
+        else:
+            log.info("class-conditioned samples of %d / %d test images (%s, %d steps)", len(rows), len(classes),
+                     sampling.resolved_scheduler, sampling.resolved_steps)
+            conditioned = class_conditioned_samples(ldm, classes[rows], rows, sampling, seed, device)
+    out_path = Path(out_path)
+    with atomic_directory(out_path.parent) as tmp:
+        np.savez(tmp / out_path.name, first_stage=first_stage, class_conditioned=conditioned, class_rows=rows,
+                 skipped=json.dumps(skipped))
+    summary = {"n_test": len(ground_truth), "n_class_conditioned": len(rows), "skipped": skipped,
+               "seconds": round(time.perf_counter() - started, 2)}
+    log.info("ceiling images written to %s: %s", out_path, summary)
+    return summary
+
+
+def read_ceiling_images(path: str | os.PathLike[str], n_test: int
+                        ) -> tuple[dict[str, tuple[np.ndarray, np.ndarray]], dict[str, str]]:
+    """ceilings.npz -> ({stage: (test rows (M,), images (M, K, H, W, 3))}, {stage: reason skipped}).
+
+    Raises:
+        InputDataError: not a ceilings.npz of `n_test` test images.
+    """
+    path = Path(path)
+    try:
+        with np.load(path) as data:
+            first_stage, conditioned = data["first_stage"], data["class_conditioned"]
+            rows, skipped = data["class_rows"].astype(np.int64), json.loads(str(data["skipped"]))
+    except (OSError, ValueError, KeyError) as exc:
+        raise InputDataError(f"cannot read the ceiling images ({type(exc).__name__}: {exc})", path=path,
+                             expected="ceilings.npz of the ceilings rule", hint="rerun the ceilings rule") from exc
+    if len(first_stage) != n_test or len(conditioned) != len(rows) or (len(rows) and rows.max() >= n_test):
+        raise InputDataError("ceiling images do not match the generated samples", path=path,
+                             value=f"{len(first_stage)} first-stage images for {n_test} test images",
+                             expected="the ceilings of the same samples.npz", hint="rerun the ceilings rule")
+    stages = {"first_stage": (np.arange(n_test), first_stage)}
+    if len(rows):
+        stages["class_conditioned"] = (rows, conditioned)
+    return stages, skipped

@@ -10,7 +10,9 @@ directory, and writes to `out_dir` (all together, atomically):
                         "chance": {metric: value}, "skipped": {metric: reason},
                         "fid_n_images": {method: generated images in its FID} (only when FID ran),
                         "baselines": {method: what it is}, "higher_is_better": {metric: bool},
-                        "classifier": what scored the n-way metric (null = none)}
+                        "classifier": what scored the n-way metric (null = none),
+                        "ceilings": {stage: {"top1_nway_mean", "pixcorr", "n_images"}, "skipped": {stage: reason}}
+                                      (only with the ceilings rule's images; mindvis.evaluation.ceilings)}
                        Metric names are mindvis.evaluation.metrics.METRIC_NAMES; a metric is in "skipped" (with
                        the reason) when its network is not configured or it cannot run on this many images.
     per_image.csv      one row per method, test stimulus and sample: pixcorr, ssim, the pairwise identification
@@ -56,6 +58,7 @@ from mindvis.data.images import resize_images  # noqa: E402
 from mindvis.data.pairs import train_rows  # noqa: E402
 from mindvis.errors import InputDataError  # noqa: E402
 from mindvis.evaluation.baselines import ridge_pixel_baseline, ridge_retrieval_baseline  # noqa: E402
+from mindvis.evaluation.ceilings import read_ceiling_images, stage_scores  # noqa: E402
 from mindvis.evaluation.generation import labelled_grid  # noqa: E402
 from mindvis.evaluation.metrics import (  # noqa: E402
     HIGHER_IS_BETTER,
@@ -65,6 +68,7 @@ from mindvis.evaluation.metrics import (  # noqa: E402
     chance_levels,
     evaluate_all,
     mse_matrix,
+    nway_top1,
     nway_top1_accuracy,
     pairwise_identification,
     pcc_matrix,
@@ -339,7 +343,8 @@ def _split_counts(values: dict[str, float]) -> tuple[dict[str, float], int | Non
 
 def evaluate_subject(samples_npz: str | os.PathLike[str], subject_dir: str | os.PathLike[str],
                      out_dir: str | os.PathLike[str], cfg: EvaluationConfig,
-                     classifier_path: str | os.PathLike[str] | None = None, run: Any = None) -> dict[str, Any]:
+                     classifier_path: str | os.PathLike[str] | None = None,
+                     ceilings_npz: str | os.PathLike[str] | None = None, run: Any = None) -> dict[str, Any]:
     """Score one subject's generated images, the two ridge baselines and chance; write the files of the module
     docstring to `out_dir`.
 
@@ -352,6 +357,7 @@ def evaluate_subject(samples_npz: str | os.PathLike[str], subject_dir: str | os.
         classifier_path: the n-way classifier: a demo_classifier output directory (or its model.safetensors), or
             a torchvision state dict of cfg.classifier_arch; None = cfg.weights.classifier (None there too: the
             n-way metric and the retrieval baseline are skipped).
+        ceilings_npz: the ceilings rule's images (mindvis.evaluation.ceilings); None = no `ceilings` section.
         run: optional mindvis.tracking.JobRun: flattened metrics, the table, the grid and the chart.
     Returns:
         the metrics.json document.
@@ -400,6 +406,8 @@ def evaluate_subject(samples_npz: str | os.PathLike[str], subject_dir: str | os.
     document["skipped"] = dict(sorted(skipped.items()))
     if fid_counts:
         document["fid_n_images"] = {**fid_counts, "ground_truth": n}
+    if ceilings_npz is not None:
+        document["ceilings"] = ceiling_scores(ceilings_npz, generated, cfg, choice.classifier)
     document["baselines"] = descriptions
     document["higher_is_better"] = dict(HIGHER_IS_BETTER)
     document["classifier"] = choice.description
@@ -423,11 +431,36 @@ def evaluate_subject(samples_npz: str | os.PathLike[str], subject_dir: str | os.
     return document
 
 
+def ceiling_scores(ceilings_npz: str | os.PathLike[str], generated: GeneratedSamples, cfg: EvaluationConfig,
+                   classifier: ImageClassifier | None) -> dict[str, Any]:
+    """The `ceilings` section: n-way top-1 (mean over samples) and PixCorr of each stage (mindvis.evaluation.ceilings),
+    each on the test images it covers, plus the stages skipped and why."""
+    stages, skipped = read_ceiling_images(ceilings_npz, len(generated.ground_truth))
+    n = len(generated.ground_truth)
+    stages = {"ground_truth": (np.arange(n), generated.ground_truth[:, None]), **stages,
+              MINDVIS: (np.arange(n), generated.samples)}
+
+    def score(recons: np.ndarray, gts: np.ndarray) -> dict[str, float]:
+        m, k = recons.shape[:2]
+        values = {"pixcorr": float(np.mean([pixcorr(recons[:, s], gts, cfg.pixel_metric_px) for s in range(k)]))}
+        if classifier is not None:
+            recon_probs = classifier.probabilities(recons.reshape(m * k, *recons.shape[2:])).reshape(m, k, -1)
+            values["top1_nway_mean"] = nway_top1(classifier.probabilities(gts), recon_probs, cfg.n_way,
+                                                 cfg.n_trials, cfg.seed)[0]
+        return values
+
+    log.info("scoring the per-stage ceilings: %s", ", ".join(stages))
+    return {**stage_scores(score, generated.ground_truth, stages), "skipped": skipped}
+
+
 def _log_to_run(run: Any, document: dict[str, Any], per_image: pd.DataFrame, grid: np.ndarray,
                 chart: plt.Figure, seconds: float) -> None:
     flat = {key: document[key] for key in ("n_way", "n_samples", "n_test", "n_train")}
     for group in (MINDVIS, RIDGE, RETRIEVAL, "chance"):
         flat.update({f"{group}/{name}": value for name, value in document.get(group, {}).items()})
+    for stage, values in document.get("ceilings", {}).items():
+        if stage != "skipped":
+            flat.update({f"ceilings/{stage}/{name}": value for name, value in values.items()})
     flat["seconds"] = seconds
     run.log_params({"evaluation.classifier": document["classifier"] or "none",
                     "evaluation.skipped": ", ".join(document["skipped"]) or "none"})

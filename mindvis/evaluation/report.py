@@ -34,6 +34,7 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from mindvis.errors import InputDataError  # noqa: E402
+from mindvis.evaluation.ceilings import STAGE_LABELS, STAGES  # noqa: E402
 from mindvis.evaluation.evaluate import METHOD_LABELS, METRICS_FILE, MINDVIS, RETRIEVAL, RIDGE  # noqa: E402
 from mindvis.evaluation.metrics import HIGHER_IS_BETTER, METRIC_NAMES  # noqa: E402
 from mindvis.io import atomic_directory  # noqa: E402
@@ -48,6 +49,9 @@ CURVES_PNG = "training_curves.png"
 # Jobs whose curves are shown, in pipeline order.
 TRAINING_RULES = ("ldm_pretrain", "demo_classifier", "stage_a_pretrain", "stage_a_finetune", "stage_b_finetune")
 METHODS = (MINDVIS, RIDGE, RETRIEVAL, "chance")
+# The per-stage ceilings' rows (metrics.json "ceilings"; stage (d) is the MinD-Vis row itself).
+CEILING_ROWS = {f"ceiling:{stage}": STAGE_LABELS[stage] for stage in STAGES if stage != MINDVIS}
+ROW_LABELS = {**METHOD_LABELS, **CEILING_ROWS}
 # Logged series that are not training curves: schedules, throughput, Lightning's epoch counter.
 _NOT_CURVES = ("lr", "samples_per_s", "epoch")
 
@@ -73,18 +77,25 @@ def _read_metrics(path: Path) -> dict[str, Any]:
 
 
 def metrics_frame(paths: Iterable[Path]) -> pd.DataFrame:
-    """One row per dataset / subject / method (mindvis, baselines, chance); columns n_way, n_test, n_samples and
-    every metric any subject has (NaN where a method lacks it)."""
+    """One row per dataset / subject / method (mindvis, baselines, chance, then the per-stage ceilings where
+    metrics.json has them); columns n_way, n_test (a ceiling's: the test images it covers), n_samples and every
+    metric any subject has (NaN where a row lacks it)."""
     rows = []
     for path in paths:
         document = _read_metrics(path)
+        where = {"dataset": path.parent.parent.name, "subject": path.parent.name, "n_way": document.get("n_way")}
         for method in METHODS:
             if method not in document:
                 continue
-            rows.append({"dataset": path.parent.parent.name, "subject": path.parent.name, "method": method,
-                         "n_way": document.get("n_way"), "n_test": document.get("n_test"),
-                         "n_samples": document.get("n_samples") if method == MINDVIS else 1,
-                         **document[method]})
+            rows.append({**where, "method": method, "n_test": document.get("n_test"),
+                         "n_samples": document.get("n_samples") if method == MINDVIS else 1, **document[method]})
+        ceilings = document.get("ceilings", {})
+        for row, stage in ((row, row.split(":", 1)[1]) for row in CEILING_ROWS):
+            if stage in ceilings:
+                values = {k: v for k, v in ceilings[stage].items() if k != "n_images"}
+                rows.append({**where, "method": row, "n_test": ceilings[stage]["n_images"],
+                             "n_samples": 1 if stage != "class_conditioned" else document.get("n_samples"),
+                             **values})
     frame = pd.DataFrame(rows, columns=["dataset", "subject", "method", "n_way", "n_test", "n_samples",
                                         *METRIC_NAMES])
     absent = [name for name in METRIC_NAMES if frame[name].isna().all()]
@@ -92,8 +103,8 @@ def metrics_frame(paths: Iterable[Path]) -> pd.DataFrame:
 
 
 def _best_methods(group: pd.DataFrame, metric: str) -> set[str]:
-    """Methods (not chance) with the best value of `metric` in one subject's rows."""
-    scored = group[(group["method"] != "chance") & group[metric].notna()]
+    """Methods (not chance, not the ceilings) with the best value of `metric` in one subject's rows."""
+    scored = group[group["method"].isin(METHODS[:-1]) & group[metric].notna()]
     if scored.empty:
         return set()
     best = scored[metric].max() if HIGHER_IS_BETTER[metric] else scored[metric].min()
@@ -117,8 +128,9 @@ def metrics_table_html(frame: pd.DataFrame, notes: dict[tuple[str, str], list[st
                 value = row[m]
                 text = "&ndash;" if pd.isna(value) else f"{value:.3f}" if abs(value) < 100 else f"{value:.1f}"
                 cells.append(f"<td><b>{text}</b></td>" if row["method"] in best[m] else f"<td>{text}</td>")
-            css = " class='chance'" if row["method"] == "chance" else ""
-            body.append(f"<tr{css}>{label}<td>{html.escape(METHOD_LABELS[row['method']])}</td>{''.join(cells)}</tr>")
+            css = (" class='chance'" if row["method"] == "chance" else
+                   " class='ceiling'" if row["method"] in CEILING_ROWS else "")
+            body.append(f"<tr{css}>{label}<td>{html.escape(ROW_LABELS[row['method']])}</td>{''.join(cells)}</tr>")
     note_items = "".join(f"<li><b>{html.escape(d)} {html.escape(s)}</b>: {'; '.join(html.escape(t) for t in texts)}"
                          f"</li>" for (d, s), texts in sorted(notes.items()))
     return f"""<!DOCTYPE html>
@@ -130,11 +142,14 @@ th, td {{ border: 1px solid #ccc; padding: 3px 7px; text-align: right; }}
 th {{ background: #f0f0f0; }}
 td:nth-child(-n+3) {{ text-align: left; }}
 tr.chance td {{ color: #777; font-style: italic; }}
+tr.ceiling td {{ color: #345; background: #f6f8fb; }}
 </style></head><body>
 <h3>Reconstruction metrics: MinD-Vis against ridge baselines and chance</h3>
 <p>Bold: best method per subject and metric (chance excluded); arrows: direction of better.
 MinD-Vis scores are means over its samples per test image (n-way: mean, and max over samples).
-Ridge baselines are fitted on the same subject's training split and scored on the same test images.</p>
+Ridge baselines are fitted on the same subject's training split and scored on the same test images.
+Shaded rows are the per-stage ceilings (the same test images through the LDM's autoencoder, and the class-conditioned
+LDM told the true class): a large drop from one stage to the next shows which part of the chain limits the result.</p>
 <table><thead><tr><th>dataset</th><th>subject</th><th>method</th>{head}</tr></thead>
 <tbody>{''.join(body)}</tbody></table>
 <ul>{note_items}</ul>
@@ -153,6 +168,8 @@ def _notes(path: Path) -> list[str]:
     skipped = document.get("skipped", {})
     if skipped:
         notes.append("skipped: " + "; ".join(f"{m} ({reason})" for m, reason in skipped.items()))
+    for stage, reason in document.get("ceilings", {}).get("skipped", {}).items():
+        notes.append(f"ceiling {STAGE_LABELS.get(stage, stage)} not computed: {reason}")
     return notes
 
 
