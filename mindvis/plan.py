@@ -6,6 +6,8 @@ tested without Snakemake. Reader modules are imported lazily: a dry run should n
 
 from __future__ import annotations
 
+import functools
+import json
 import os
 from collections.abc import Iterable, Mapping
 from pathlib import Path
@@ -14,7 +16,7 @@ from typing import Any
 from mindvis.config import Config
 from mindvis.config.build import to_dict
 from mindvis.data.contract import TASK_DATASETS, contract_files, subject_dir
-from mindvis.demo.pretrained import CLASS_INDEX_FILE
+from mindvis.demo.pretrained import CLASS_INDEX_FILE, classifier_recipe, ldm_recipe, shipped_weights
 from mindvis.errors import ConfigError
 
 SNAKEMAKE_RESOURCE_KEYS = ("gpu", "gpu_model", "mem_mb", "runtime", "cpus_per_task", "slurm_partition",
@@ -246,19 +248,49 @@ def stage_a_init(cfg: Config) -> list[str]:
     return [str(Path(cfg.results_root, "stage_a", "pretrain", "model.safetensors"))]
 
 
+def shipped_demo_ldm(cfg: Config) -> Path | None:
+    """The LDM shipped with the repository (`demo_data.pretrained`/ldm) when the demo starts Stage B from the demo
+    LDM and the shipped one was made by the recipe this config gives; else None (a warning says why)."""
+    if not cfg.demo or cfg.stage_b.pretrained_ldm is not None or cfg.stage_b.finetuned is not None:
+        return None
+    if cfg.demo_data.pretrained is None:
+        return None
+    arch = cfg.stage_b.architecture.build(cfg.preprocess.image_size)
+    return _shipped(Path(cfg.demo_data.pretrained) / "ldm", "ldm",
+                    json.dumps(ldm_recipe(cfg.demo_data, arch, cfg.stage_b.ldm_pretrain), sort_keys=True))
+
+
+def shipped_demo_classifier(cfg: Config) -> Path | None:
+    """The n-way classifier shipped with the repository (`demo_data.pretrained`/classifier) when the demo has no
+    configured classifier and the shipped one fits this config's recipe; else None."""
+    if not cfg.demo or cfg.evaluation.weights.classifier is not None or cfg.demo_data.pretrained is None:
+        return None
+    recipe = classifier_recipe(cfg.demo_data, cfg.preprocess.image_size, cfg.evaluation.demo_classifier)
+    return _shipped(Path(cfg.demo_data.pretrained) / "classifier", "classifier", json.dumps(recipe, sort_keys=True))
+
+
+@functools.lru_cache(maxsize=8)
+def _shipped(directory: Path, kind: str, recipe: str) -> Path | None:
+    # cached: the Snakefile asks several times while it parses, the warning of a mismatch should come once
+    return shipped_weights(directory, kind, json.loads(recipe))  # type: ignore[arg-type]
+
+
 def trains_demo_ldm(cfg: Config) -> bool:
-    """Whether rule ldm_pretrain exists: demo mode without a pretrained LDM and with Stage B trained here."""
-    return cfg.demo and cfg.stage_b.pretrained_ldm is None and cfg.stage_b.finetuned is None
+    """Whether rule ldm_pretrain exists: demo mode without a pretrained LDM, with Stage B trained here and no
+    shipped demo LDM of this config's recipe."""
+    return (cfg.demo and cfg.stage_b.pretrained_ldm is None and cfg.stage_b.finetuned is None
+            and shipped_demo_ldm(cfg) is None)
 
 
 def demo_ldm_dir(cfg: Config) -> Path:
-    """Where ldm_pretrain writes the demo's label2img-layout LDM (model.ckpt + config.yaml)."""
-    return Path(cfg.results_root, "ldm_pretrain")
+    """Where the demo's label2img-layout LDM is (model.ckpt + config.yaml + class_index.json + recipe.json): the
+    shipped one when it fits the config, else ldm_pretrain's output directory."""
+    return shipped_demo_ldm(cfg) or Path(cfg.results_root, "ldm_pretrain")
 
 
 def pretrained_ldm(cfg: Config) -> list[str]:
     """The label2img-layout LDM Stage B starts from, as a Snakemake input list: `stage_b.pretrained_ldm`, or the
-    demo's ldm_pretrain output.
+    demo's (shipped, else ldm_pretrain's output).
 
     Empty when real data has none configured or the configured one does not exist: the DAG still builds (so
     `--until preprocess_god` or `--until stage_a_pretrain` run without an LDM), and check_requirements stops the
@@ -282,7 +314,8 @@ def stage_b_model(cfg: Config, dataset: str = "{dataset}", subject: str = "{subj
 def ceilings_ldm(cfg: Config) -> list[str]:
     """The pretrained LDM of the class-conditioned ceiling: pretrained_ldm where Stage B starts from one (not with
     the `stage_b.finetuned` shortcut in demo mode, where no demo LDM is trained)."""
-    return pretrained_ldm(cfg) if cfg.stage_b.pretrained_ldm is not None or trains_demo_ldm(cfg) else []
+    uses_ldm = cfg.stage_b.pretrained_ldm is not None or trains_demo_ldm(cfg) or shipped_demo_ldm(cfg) is not None
+    return pretrained_ldm(cfg) if uses_ldm else []
 
 
 def ldm_class_index(cfg: Config) -> list[str]:
@@ -292,24 +325,28 @@ def ldm_class_index(cfg: Config) -> list[str]:
     if cfg.evaluation.ldm_class_index is not None:
         return _existing(cfg.evaluation.ldm_class_index)
     if cfg.stage_b.pretrained_ldm is None:
-        return [str(demo_ldm_dir(cfg) / CLASS_INDEX_FILE)] if trains_demo_ldm(cfg) else []
+        uses_demo_ldm = trains_demo_ldm(cfg) or shipped_demo_ldm(cfg) is not None
+        return [str(demo_ldm_dir(cfg) / CLASS_INDEX_FILE)] if uses_demo_ldm else []
     ldm = Path(cfg.stage_b.pretrained_ldm)
     return _existing((ldm if ldm.suffix != ".ckpt" else ldm.parent) / CLASS_INDEX_FILE)
 
 
 def trains_demo_classifier(cfg: Config) -> bool:
-    """Whether rule demo_classifier exists: demo mode without configured n-way classifier weights."""
-    return cfg.demo and cfg.evaluation.weights.classifier is None
+    """Whether rule demo_classifier exists: demo mode without configured n-way classifier weights and without a
+    shipped classifier of this config's recipe."""
+    return cfg.demo and cfg.evaluation.weights.classifier is None and shipped_demo_classifier(cfg) is None
 
 
 def demo_classifier_dir(cfg: Config) -> Path:
-    """Where demo_classifier writes its classifier (model.safetensors + config.json)."""
-    return Path(cfg.results_root, "demo_classifier")
+    """Where the demo classifier is (model.safetensors + config.json): the shipped one when it fits the config,
+    else demo_classifier's output directory."""
+    return shipped_demo_classifier(cfg) or Path(cfg.results_root, "demo_classifier")
 
 
 def n_way_classifier(cfg: Config) -> list[str]:
     """The n-way classifier evaluate needs as an input: the demo classifier in demo mode without configured weights."""
-    return [str(demo_classifier_dir(cfg) / "model.safetensors")] if trains_demo_classifier(cfg) else []
+    uses_demo = trains_demo_classifier(cfg) or shipped_demo_classifier(cfg) is not None
+    return [str(demo_classifier_dir(cfg) / "model.safetensors")] if uses_demo else []
 
 
 def metric_weights(cfg: Config) -> list[str]:

@@ -92,6 +92,10 @@ class DemoDataConfig:
     god_subjects: tuple[str, ...] = ("sbj_3",)
     bold5000_subjects: tuple[str, ...] = ("CSI1",)
     hcp_subjects: tuple[str, ...] = ("100206", "100307", "100408")
+    pretrained: Path | None = field(default=Path("demo/pretrained"), metadata={
+        "description": "the demo LDM (ldm/) and n-way classifier (classifier/) shipped with the repository, used "
+                       "where they were made by the recipe this config gives (else the ldm_pretrain / "
+                       "demo_classifier rules train them); null = always train through the rules"})
     god: DemoGodConfig = DemoGodConfig()
     bold5000: DemoBold5000Config = DemoBold5000Config()
     hcp: DemoHcpConfig = DemoHcpConfig()

@@ -134,3 +134,24 @@ def install(ldm_dir: str | Path, classifier_dir: str | Path, destination: str | 
         shutil.copytree(classifier_dir, tmp / "classifier")
     log.info("installed the demo pretrained weights in %s", destination)
     return destination
+
+
+def main(argv: list[str] | None = None) -> None:
+    """`python -m mindvis.demo.pretrained RESULTS_ROOT DESTINATION`: install a run's ldm_pretrain and
+    demo_classifier outputs as the shipped demo weights (the last step of `make demo-pretrains`)."""
+    import argparse
+
+    parser = argparse.ArgumentParser(description=main.__doc__)
+    parser.add_argument("results_root", type=Path, help="results_root of the run that trained them")
+    parser.add_argument("destination", type=Path, help="where the shipped weights live (demo_data.pretrained)")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    sources = {"ldm": args.results_root / "ldm_pretrain", "classifier": args.results_root / "demo_classifier"}
+    for kind, source in sources.items():
+        if recorded_recipe(source, kind) is None:  # type: ignore[arg-type]
+            raise SystemExit(f"{source}: no finished demo {kind} with a recipe there (run its rule first)")
+    install(sources["ldm"], sources["classifier"], args.destination)
+
+
+if __name__ == "__main__":
+    main()
