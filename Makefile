@@ -24,8 +24,8 @@ demo: venv  ## run the whole workflow on the embedded demo data
 	$(BIN)/snakemake --cores $(CORES)
 
 demo-pretrains: venv  ## remake the demo LDM + classifier shipped in demo/pretrained (about an hour on 2 cores)
-	$(BIN)/snakemake --cores $(CORES) --config 'demo_data={pretrained: null}' results_root=$(PRETRAINS) \
-		$(PRETRAINS)/ldm_pretrain/model.ckpt $(PRETRAINS)/demo_classifier/model.safetensors
+	$(BIN)/snakemake --cores $(CORES) $(PRETRAINS)/ldm_pretrain/model.ckpt \
+		$(PRETRAINS)/demo_classifier/model.safetensors --config 'demo_data={pretrained: null}' results_root=$(PRETRAINS)
 	$(BIN)/python -m mindvis.demo.pretrained $(PRETRAINS) demo/pretrained
 
 test: venv  ## unit + workflow tests (the CI command)

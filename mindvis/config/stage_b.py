@@ -131,6 +131,9 @@ class LdmPretrainConfig:
         "minimum": 8, "description": "the VQ trains on random crops of this side (it is convolutional); null = whole"})
     gradient_loss_weight: float = field(default=0.0, metadata={
         "minimum": 0, "description": "weight of the L1 loss on image gradients (sharper edges) beside pixel L1"})
+    chroma_loss_weight: float = field(default=0.0, metadata={
+        "minimum": 0, "description": "weight of an L1 loss on chroma (each pixel minus its grey level) beside pixel "
+                                     "L1: colour is a low-variance direction the VQ otherwise learns last"})
     commitment_weight: float = field(default=0.25, metadata={"minimum": 0})
     sample_classes: int = field(default=8, metadata={"minimum": 1, "description": "categories in the sample grid"})
     checkpoint_every_n_steps: int = field(default=50, metadata={"minimum": 1})
@@ -213,7 +216,7 @@ STAGE_B_PRESETS: dict[str, dict] = {
     "demo": {
         "architecture": {"model_channels": 64, "channel_mult": [1, 2], "attention_resolutions": [2],
                          "context_dim": 64, "vq_channels": 64, "vq_channel_mult": [1, 1, 2],
-                         "vq_num_res_blocks": 1, "vq_num_embeddings": 256},
+                         "vq_num_res_blocks": 1, "vq_num_embeddings": 1024},
         "training": {"learning_rate": 1e-3, "epochs": 3, "batch_size": {"GOD": 8, "BOLD5000": 8},
                      "val_items": 4, "val_every_n_epochs": 1, "val_steps": 10, "checkpoint_every_n_steps": 25},
         "sampling": {"scheduler": "ddim", "steps": 20, "n_samples": 2},

@@ -35,6 +35,8 @@ Kind = Literal["ldm", "classifier"]
 RECIPE_FILE = "recipe.json"  # beside the LDM's model.ckpt + config.yaml
 CLASS_INDEX_FILE = "class_index.json"  # beside them too: {"<class>": [wnid, name]}, as imagenet_class_index.json
 CLASSIFIER_CONFIG = "config.json"
+# ldm_pretrain settings that change only what is logged or how often it is saved, not the weights.
+NOT_IN_RECIPE = frozenset({"sample_classes", "checkpoint_every_n_steps"})
 PROBE_SEED = 777_000  # fresh-image seed of the generator probe (not one any training draws)
 
 
@@ -63,8 +65,9 @@ def generator_probe(demo_cfg: DemoDataConfig, image_size: int) -> list[list[floa
 
 def ldm_recipe(demo_cfg: DemoDataConfig, architecture: Any, settings: Any) -> dict[str, Any]:
     """What the demo LDM depends on: the generator, the resolved architecture (image size included), ldm_pretrain."""
+    training = {k: v for k, v in asdict(settings).items() if k not in NOT_IN_RECIPE}
     return {"generator": generator_fingerprint(demo_cfg), "architecture": _plain(asdict(architecture)),
-            "ldm_pretrain": _plain(asdict(settings))}
+            "ldm_pretrain": _plain(training)}
 
 
 def classifier_recipe(demo_cfg: DemoDataConfig, image_size: int, settings: Any) -> dict[str, Any]:

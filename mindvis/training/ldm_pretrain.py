@@ -104,6 +104,11 @@ def image_gradient_l1(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     return dx.abs().mean() + dy.abs().mean()
 
 
+def chroma_l1(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """Mean absolute difference of the chroma of two (N, 3, H, W) images (each pixel minus its channel mean)."""
+    return F.l1_loss(a - a.mean(dim=1, keepdim=True), b - b.mean(dim=1, keepdim=True))
+
+
 def quantize_with_losses(vqvae: VQModel, latents: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor,
                                                                             torch.Tensor]:
     """Nearest-code quantisation of latents (N, c, h, w) with VQ-VAE losses.
@@ -123,13 +128,16 @@ def quantize_with_losses(vqvae: VQModel, latents: torch.Tensor) -> tuple[torch.T
 
 
 class VqAutoencoderSystem(pl.LightningModule):
-    """Trains a VQModel: L1 pixels + weighted L1 image gradients + codebook + commitment-weighted commitment loss."""
+    """Trains a VQModel: L1 pixels + weighted L1 image gradients + weighted L1 chroma + codebook +
+    commitment-weighted commitment loss."""
 
-    def __init__(self, vqvae: VQModel, *, lr: float, gradient_loss_weight: float, commitment_weight: float) -> None:
+    def __init__(self, vqvae: VQModel, *, lr: float, gradient_loss_weight: float, chroma_loss_weight: float,
+                 commitment_weight: float) -> None:
         super().__init__()
         self.vqvae = vqvae
         self.lr = lr
-        self.gradient_loss_weight, self.commitment_weight = gradient_loss_weight, commitment_weight
+        self.gradient_loss_weight, self.chroma_loss_weight = gradient_loss_weight, chroma_loss_weight
+        self.commitment_weight = commitment_weight
 
     def training_step(self, batch: torch.Tensor, batch_idx: int) -> torch.Tensor:
         latents = self.vqvae.encode(batch).latents
@@ -139,6 +147,8 @@ class VqAutoencoderSystem(pl.LightningModule):
         loss = pixel + codebook + self.commitment_weight * commitment
         if self.gradient_loss_weight > 0:
             loss = loss + self.gradient_loss_weight * image_gradient_l1(reconstruction, batch)
+        if self.chroma_loss_weight > 0:
+            loss = loss + self.chroma_loss_weight * chroma_l1(reconstruction, batch)
         n = len(batch)
         self.log_dict({"vq/loss": loss, "vq/pixel_l1": pixel, "vq/codebook": codebook,
                        "vq/codes_in_batch": float(indices.unique().numel())}, prog_bar=True, batch_size=n)
@@ -304,6 +314,7 @@ def train_demo_ldm(demo_cfg: DemoDataConfig, cfg: StageBConfig, image_size: int,
         init_codebook(vqvae, torch.stack([crops[i] for i in torch.randperm(len(crops), generator=generator)[:64]]),
                       generator)
         system = VqAutoencoderSystem(vqvae, lr=settings.vq_lr, gradient_loss_weight=settings.gradient_loss_weight,
+                                     chroma_loss_weight=settings.chroma_loss_weight,
                                      commitment_weight=settings.commitment_weight)
         loader = DataLoader(crops, batch_size=settings.batch_size, shuffle=True, num_workers=trainer_cfg.num_workers)
         trainer, vq_seconds = _fit(system, loader, settings.vq_epochs, resume_dir / "vq", job, settings, trainer_cfg,
