@@ -1,12 +1,13 @@
 """ceilings: the per-stage ceiling images of one subject (first stage, class-conditioned LDM) for evaluate."""
 
+from pathlib import Path
+
 from mindvis.evaluation.ceilings import write_ceiling_images
 from mindvis.workflow import job
 
 with job(snakemake) as (cfg, run):  # noqa: F821 (snakemake is injected by the script directive)
     inputs = snakemake.input  # noqa: F821
-    summary = write_ceiling_images(inputs.generated, snakemake.input.samples.rsplit("/", 1)[0],  # noqa: F821
-                                   inputs.model[0] if isinstance(inputs.model, list) else inputs.model,
+    summary = write_ceiling_images(inputs.generated, Path(inputs.samples).parent, inputs.model[0],
                                    inputs.ldm[0] if inputs.ldm else None,
                                    inputs.class_index[0] if inputs.class_index else None,
                                    cfg.stage_b.sampling, cfg.seed, snakemake.output.ceilings,  # noqa: F821

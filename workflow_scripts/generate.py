@@ -6,7 +6,6 @@ from mindvis.evaluation.generation import generate_subject
 from mindvis.workflow import job
 
 with job(snakemake) as (cfg, run):  # noqa: F821 (snakemake is injected by the script directive)
-    model = Path(snakemake.input.model[0])  # noqa: F821
-    generate_subject(model.parent if model.name == "stage_b.json" else model,
-                     Path(snakemake.input.samples).parent, Path(snakemake.output.samples).parent,  # noqa: F821
-                     cfg.stage_b.sampling, cfg.seed, cfg.evaluation.device, run=run)
+    generate_subject(snakemake.input.model[0], Path(snakemake.input.samples).parent,  # noqa: F821
+                     Path(snakemake.output.samples).parent, cfg.stage_b.sampling, cfg.seed,  # noqa: F821
+                     cfg.evaluation.device, run=run)

@@ -134,7 +134,7 @@ def load_stage_b(path: str | Path, config_yaml: str | Path | None = None, image_
     """Load a Stage-B model (eval mode, CPU) from the own format or a MinD-Vis `finetuned.pth`.
 
     Args:
-        path: an own-format directory (stage_b.json inside) or a release `finetuned.pth`.
+        path: an own-format directory (stage_b.json inside) or its stage_b.json, or a release `finetuned.pth`.
         image_size: override the image side in px used for sampling (either format).
         config_yaml, encoder_num_heads: only for `finetuned.pth`, which lacks the LDM config (see
             mindvis.checkpoints.release_ldm.import_finetuned); an own-format directory knows its sizes.
@@ -142,6 +142,8 @@ def load_stage_b(path: str | Path, config_yaml: str | Path | None = None, image_
         CheckpointError (UnsafePickleError for pickles naming code) with the file and what was expected.
     """
     path = Path(path)
+    if path.name == MANIFEST and path.is_file():  # the file the workflow's rules name as the model
+        path = path.parent
     if path.is_dir():
         if not is_own_stage_b(path):
             raise CheckpointError("directory is not a Stage-B checkpoint", path=path,

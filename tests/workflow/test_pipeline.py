@@ -30,8 +30,8 @@ def test_every_stage_ran_once_and_wrote_its_outputs(pipeline):
     workdir, _, proc = pipeline
     results = workdir / "results"
     for rule in ("demo_synthesize", "preprocess_hcp", "preprocess_god", "preprocess_bold5000", "stage_a_pretrain",
-                 "stage_a_finetune", "ldm_pretrain", "demo_classifier", "stage_b_finetune", "generate", "evaluate",
-                 "report_summary"):
+                 "stage_a_finetune", "ldm_pretrain", "demo_classifier", "stage_b_finetune", "generate", "ceilings",
+                 "evaluate", "report_summary"):
         assert f"rule {rule}:" in proc.stdout + proc.stderr, rule
     for dataset, subject in (("GOD", "sbj_3"), ("BOLD5000", "CSI1")):
         folder = results / "eval" / dataset / subject
@@ -40,6 +40,10 @@ def test_every_stage_ran_once_and_wrote_its_outputs(pipeline):
         assert metrics["n_samples"] == 2 and metrics["n_test"] > 0
         assert {"top1_nway_mean", "pixcorr", "ssim", "pairwise_ssim"} <= set(metrics["mindvis"])
         assert "clip" in metrics["skipped"], "unconfigured networks are reported as skipped"
+        ceilings = metrics["ceilings"]  # the demo LDM knows every demo category: all four stages
+        assert list(ceilings) == ["ground_truth", "first_stage", "class_conditioned", "mindvis", "skipped"]
+        covered = ceilings["class_conditioned"]["n_images"]  # BOLD5000's COCO / scene images have no category
+        assert covered == metrics["n_test"] if dataset == "GOD" else 0 < covered < metrics["n_test"]
         samples = np.load(folder / "samples.npz")
         assert samples["samples"].shape[:2] == (metrics["n_test"], 2)
         assert (folder / "grid.png").is_file() and any((folder / "samples").iterdir())
@@ -76,7 +80,7 @@ def test_rerun_has_nothing_to_do_and_the_report_builds(pipeline):
 # ------------------------------------------------------------------ reruns: exactly the jobs whose values changed
 
 TRAINED_AFTER_PREPROCESSING = {"stage_a_pretrain": 1, "stage_a_finetune": 2, "stage_b_finetune": 2, "generate": 2,
-                               "evaluate": 2, "report_summary": 1}
+                               "ceilings": 2, "evaluate": 2, "report_summary": 1}
 
 
 @pytest.mark.slow
@@ -92,7 +96,7 @@ def test_command_line_values_rerun_the_jobs_that_read_them(pipeline):
     workdir, config, _ = pipeline
     assert planned_jobs(workdir, config, "--config", "evaluation={n_trials: 50}") == {"evaluate": 2,
                                                                                         "report_summary": 1}
-    assert planned_jobs(workdir, config, "--config", "seed=1") == {"demo_classifier": 1, "generate": 2, "evaluate": 2,
+    assert planned_jobs(workdir, config, "--config", "seed=1") == {"generate": 2, "ceilings": 2, "evaluate": 2,
                                                                    "report_summary": 1}
     assert planned_jobs(workdir, config, "--config", "seed=2022", "demo=True", "demo=true") == {}
 

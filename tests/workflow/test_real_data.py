@@ -105,13 +105,15 @@ def test_preprocessing_and_stage_a_run_without_an_ldm(staged):
 @pytest.mark.slow
 def test_the_whole_chain_runs_on_real_formats_with_a_label2img_ldm(staged):
     results = staged["workdir"] / "results"
-    assert _ran(staged["whole"]) == {"stage_a_finetune", "stage_b_finetune", "generate", "evaluate",
+    assert _ran(staged["whole"]) == {"stage_a_finetune", "stage_b_finetune", "generate", "ceilings", "evaluate",
                                      "report_summary", "all"}
     for dataset, subject in (("GOD", "sbj_3"), ("BOLD5000", "CSI1")):
         metrics = json.loads((results / "eval" / dataset / subject / "metrics.json").read_text())
         assert metrics["n_test"] == 3 and metrics["n_samples"] == 1
         assert {"pixcorr", "ssim", "pairwise_pcc"} <= set(metrics["mindvis"])
         assert "top1_nway_mean" in metrics["skipped"]  # no classifier weights configured on real data
+        assert metrics["ceilings"]["first_stage"]["n_images"] == 3
+        assert "evaluation.ldm_class_index" in metrics["ceilings"]["skipped"]["class_conditioned"]
     assert planned_jobs(staged["workdir"], staged["config"]) == {}
 
 
@@ -129,6 +131,7 @@ def test_a_released_finetuned_model_only_generates_and_evaluates(raw, tmp_path):
     config = real_config(tmp_path, raw, finetuned=str(RELEASE / "finetuned.pth"))
     config["datasets"] = ["GOD"]
     proc = snakemake(tmp_path, "--cores", "2", config=config)
-    assert _ran(proc) == {"preprocess_god", "generate", "evaluate", "report_summary", "all"}
+    assert _ran(proc) == {"preprocess_god", "generate", "ceilings", "evaluate", "report_summary", "all"}
     metrics = json.loads((tmp_path / "results" / "eval" / "GOD" / "sbj_3" / "metrics.json").read_text())
     assert metrics["n_test"] == 3 and "pixcorr" in metrics["mindvis"]
+    assert "no pretrained LDM" in metrics["ceilings"]["skipped"]["class_conditioned"]
