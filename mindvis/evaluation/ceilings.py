@@ -182,11 +182,11 @@ def subject_wnids(subject_dir: str | os.PathLike[str], stimulus_ids: np.ndarray)
     """The wnid of each test stimulus: samples.parquet's `wnid` column (GOD) where it has one, else the ImageNet file
     name (BOLD5000's ImageNet images); None for stimuli of no known category (COCO, scenes)."""
     samples = read_subject(subject_dir, mmap=True).samples
-    by_stimulus: dict[str, Any] = {}
-    if "wnid" in samples.columns:
-        by_stimulus = dict(zip(samples["stimulus_id"].astype(str), samples["wnid"], strict=True))
-    return [stimulus_wnid(s, by_stimulus.get(str(s)) if isinstance(by_stimulus.get(str(s)), str) else None)
-            for s in stimulus_ids]
+    by_stimulus: dict[str, str] = {}
+    if "wnid" in samples.columns:  # null for GOD stimuli without a category
+        by_stimulus = {str(s): w for s, w in zip(samples["stimulus_id"], samples["wnid"], strict=True)
+                       if isinstance(w, str)}
+    return [stimulus_wnid(s, by_stimulus.get(str(s))) for s in stimulus_ids]
 
 
 def write_ceiling_images(samples_npz: str | os.PathLike[str], subject_dir: str | os.PathLike[str],

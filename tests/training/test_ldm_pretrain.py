@@ -127,3 +127,13 @@ def test_a_finished_vq_phase_is_not_trained_again(tmp_path, monkeypatch):
     train_demo_ldm(changed.demo_data, changed.stage_b, 16, changed.trainer, tmp_path / "ldm2", tmp_path / "resume")
     summary = train_demo_ldm(cfg.demo_data, cfg.stage_b, 16, cfg.trainer, tmp_path / "ldm3", tmp_path / "resume")
     assert summary["vq_steps"] == 3
+
+
+def test_the_chroma_loss_sees_colour_but_not_brightness():
+    """The VQ's chroma term must penalise a wrong colour and ignore a grey-level offset (the pixel L1's job)."""
+    torch.manual_seed(0)
+    image = torch.rand(2, 3, 8, 8) * 2 - 1
+    brighter = image + 0.3  # same chroma
+    recoloured = image + torch.tensor([0.3, -0.15, -0.15]).view(1, 3, 1, 1)  # same grey level, other colour
+    assert ldm_pretrain.chroma_l1(brighter, image) == pytest.approx(0.0, abs=1e-6)
+    assert ldm_pretrain.chroma_l1(recoloured, image) == pytest.approx(0.2, abs=1e-6)
