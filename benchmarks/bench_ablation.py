@@ -53,7 +53,7 @@ def decode(init: Path, subject_dir: Path, work: Path, cfg, classifier: Path | No
     for folder in ("a2", "stage_b", "eval"):
         shutil.rmtree(work / folder, ignore_errors=True)
     train_stage_a_finetune(subject_dir, init, work / "a2", cfg.stage_a, cfg.trainer, work / "resume_a2")
-    train_stage_b(subject_dir, work / "a2", plan.pretrained_ldm(cfg), work / "stage_b", cfg.stage_b, cfg.trainer,
+    train_stage_b(subject_dir, work / "a2", plan.pretrained_ldm(cfg)[0], work / "stage_b", cfg.stage_b, cfg.trainer,
                   work / "resume_b")
     generate_subject(work / "stage_b", subject_dir, work / "eval", cfg.stage_b.sampling, cfg.seed, "cpu")
     evaluate_subject(work / "eval" / SAMPLES_FILE, subject_dir, work / "scores", cfg.evaluation, classifier)
