@@ -17,6 +17,7 @@ Usage (after `make demo`, which trains A1 and preprocesses the subject):
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import platform
 import shutil
@@ -84,8 +85,9 @@ def main() -> None:
     work = args.work or args.results / "bench_ablation"
     started = time.perf_counter()
     arms = {"pretrained": pretrained, "random": random_init(pretrained, work / "random_init", cfg.seed)}
-    per_image = {name: decode(init, subject_dir, work / name, cfg, Path(classifier).parent if classifier else None)
-                 for name, init in arms.items()}
+    with contextlib.redirect_stdout(sys.stderr):  # Lightning's progress bars print to stdout: keep it JSON only
+        per_image = {name: decode(init, subject_dir, work / name, cfg, Path(classifier).parent if classifier else None)
+                     for name, init in arms.items()}
     result = {"subject": args.subject, "n_test_images": len(per_image["pretrained"]),
               "n_samples": cfg.stage_b.sampling.resolved_n_samples,
               "arms": {name: {m: summary(table[m]) for m in METRICS} for name, table in per_image.items()},
