@@ -18,7 +18,7 @@ Usage:
     .venv/bin/python benchmarks/bench_schedulers.py
     # a trained Stage-B model on a subject's averaged test fMRI, with the demo classifier for n-way top-1
     .venv/bin/python benchmarks/bench_schedulers.py --stage-b results/stage_b/GOD/sbj_3 \\
-        --subject results/preprocessed/GOD/sbj_3 --classifier results/demo_classifier --items 30 --samples 2
+        --subject results/preprocessed/GOD/sbj_3 --classifier demo/pretrained/classifier --items 30 --samples 2
     # real data: a released finetuned.pth, a torchvision classifier state dict of --classifier-arch, on a GPU
     .venv/bin/python benchmarks/bench_schedulers.py --stage-b finetuned.pth --subject results/preprocessed/GOD/sbj_3 \\
         --classifier vit_h_14_swag.pth --classifier-arch vit_h_14 --device cuda --batch-size 25
