@@ -1,4 +1,4 @@
-"""Per-stage ceilings: the ceilings job's images (first stage, class-conditioned LDM) and their scores in metrics.json."""
+"""Per-stage ceilings: the ceilings job's images (first stage, class-conditioned LDM) and their metrics.json scores."""
 
 import json
 
