@@ -41,7 +41,7 @@ from mindvis.config.stage_b import SamplingConfig
 from mindvis.data.contract import read_subject
 from mindvis.errors import InputDataError
 from mindvis.evaluation.networks import resolve_device
-from mindvis.evaluation.sampling import denoise_latents, initial_latent, to_uint8
+from mindvis.evaluation.sampling import denoise_latents, initial_latent, to_model_range, to_uint8
 from mindvis.io import atomic_directory
 from mindvis.models.ldm import ClassConditionedLdm
 
@@ -52,11 +52,6 @@ STAGE_LABELS = {"ground_truth": "(a) ground truth", "first_stage": "(b) LDM firs
                 "class_conditioned": "(c) class-conditioned LDM, true class", "mindvis": "(d) MinD-Vis"}
 # A file name `<wnid>_<image number>.JPEG`, as ImageNet (and BOLD5000's ImageNet images) name their images.
 _IMAGENET_FILE = re.compile(r"^(n\d{8})_\d+\.JPE?G$", re.IGNORECASE)
-
-
-def _model_range(images: np.ndarray) -> torch.Tensor:
-    """uint8 (N, H, W, 3) -> float32 (N, 3, H, W) in [-1, 1]."""
-    return torch.from_numpy(np.ascontiguousarray(images)).permute(0, 3, 1, 2).float() / 127.5 - 1.0
 
 
 @torch.no_grad()
@@ -71,7 +66,7 @@ def first_stage_reconstructions(vqvae: VQModel, images: np.ndarray, batch_size: 
         uint8 (N, H, W, 3).
     """
     vqvae = vqvae.to(device).eval()
-    chunks = [to_uint8(vqvae.decode(vqvae.encode(_model_range(images[start:start + batch_size]).to(device))
+    chunks = [to_uint8(vqvae.decode(vqvae.encode(to_model_range(images[start:start + batch_size]).to(device))
                                     .latents).sample)
               for start in range(0, len(images), batch_size)]
     return np.concatenate(chunks) if chunks else np.zeros_like(images)

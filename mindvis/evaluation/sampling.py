@@ -49,6 +49,11 @@ def denoise_latents(model: FmriLDM, x_t: torch.Tensor, context: torch.Tensor, ti
     return x_t
 
 
+def to_model_range(images: np.ndarray | torch.Tensor) -> torch.Tensor:
+    """uint8 (N, H, W, 3) -> float32 (N, 3, H, W) in [-1, 1], what the VQ first stage encodes (inverse of to_uint8)."""
+    return torch.as_tensor(images).permute(0, 3, 1, 2).float() / 127.5 - 1.0
+
+
 def to_uint8(images: torch.Tensor) -> np.ndarray:
     """Decoder output (N, 3, H, W) in about [-1, 1] -> uint8 (N, H, W, 3), rounded to the nearest level."""
     scaled = ((images.float() + 1.0) / 2.0).clamp(0.0, 1.0) * 255.0

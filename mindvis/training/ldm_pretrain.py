@@ -40,7 +40,7 @@ from mindvis.config.stage_b import LdmPretrainConfig, StageBConfig
 from mindvis.demo.images import category_table, generate_category_images, n_categories
 from mindvis.demo.pretrained import CLASS_INDEX_FILE, RECIPE_FILE, generator_probe, ldm_recipe
 from mindvis.evaluation.generation import labelled_grid
-from mindvis.evaluation.sampling import denoise_latents, initial_latent, to_uint8
+from mindvis.evaluation.sampling import denoise_latents, initial_latent, to_model_range, to_uint8
 from mindvis.models.ldm import ClassConditionedLdm, build_unet, build_vqvae
 from mindvis.training.common import (
     build_trainer,
@@ -71,11 +71,6 @@ def category_images(demo_cfg: DemoDataConfig, images_per_category: int, image_si
                              for c in range(n_classes)])
     labels = np.repeat(np.arange(n_classes, dtype=np.int64), images_per_category)
     return images, labels
-
-
-def to_model_range(images: np.ndarray | torch.Tensor) -> torch.Tensor:
-    """uint8 (N, H, W, 3) -> float32 (N, 3, H, W) in [-1, 1]."""
-    return torch.as_tensor(images).permute(0, 3, 1, 2).float() / 127.5 - 1.0
 
 
 class RandomCrops(Dataset):
