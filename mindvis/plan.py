@@ -248,12 +248,22 @@ def stage_a_init(cfg: Config) -> list[str]:
     return [str(Path(cfg.results_root, "stage_a", "pretrain", "model.safetensors"))]
 
 
+def uses_demo_ldm(cfg: Config) -> bool:
+    """Whether Stage B starts from the demo LDM (shipped or trained here): demo mode, no configured LDM, Stage B
+    trained here."""
+    return cfg.demo and cfg.stage_b.pretrained_ldm is None and cfg.stage_b.finetuned is None
+
+
+def uses_demo_classifier(cfg: Config) -> bool:
+    """Whether the n-way metric uses the demo classifier (shipped or trained here): demo mode without configured
+    classifier weights."""
+    return cfg.demo and cfg.evaluation.weights.classifier is None
+
+
 def shipped_demo_ldm(cfg: Config) -> Path | None:
     """The LDM shipped with the repository (`demo_data.pretrained`/ldm) when the demo starts Stage B from the demo
     LDM and the shipped one was made by the recipe this config gives; else None (a warning says why)."""
-    if not cfg.demo or cfg.stage_b.pretrained_ldm is not None or cfg.stage_b.finetuned is not None:
-        return None
-    if cfg.demo_data.pretrained is None:
+    if not uses_demo_ldm(cfg) or cfg.demo_data.pretrained is None:
         return None
     arch = cfg.stage_b.architecture.build(cfg.preprocess.image_size)
     return _shipped(Path(cfg.demo_data.pretrained) / "ldm", "ldm",
@@ -263,7 +273,7 @@ def shipped_demo_ldm(cfg: Config) -> Path | None:
 def shipped_demo_classifier(cfg: Config) -> Path | None:
     """The n-way classifier shipped with the repository (`demo_data.pretrained`/classifier) when the demo has no
     configured classifier and the shipped one fits this config's recipe; else None."""
-    if not cfg.demo or cfg.evaluation.weights.classifier is not None or cfg.demo_data.pretrained is None:
+    if not uses_demo_classifier(cfg) or cfg.demo_data.pretrained is None:
         return None
     recipe = classifier_recipe(cfg.demo_data, cfg.preprocess.image_size, cfg.evaluation.demo_classifier)
     return _shipped(Path(cfg.demo_data.pretrained) / "classifier", "classifier", json.dumps(recipe, sort_keys=True))
@@ -278,8 +288,7 @@ def _shipped(directory: Path, kind: str, recipe: str) -> Path | None:
 def trains_demo_ldm(cfg: Config) -> bool:
     """Whether rule ldm_pretrain exists: demo mode without a pretrained LDM, with Stage B trained here and no
     shipped demo LDM of this config's recipe."""
-    return (cfg.demo and cfg.stage_b.pretrained_ldm is None and cfg.stage_b.finetuned is None
-            and shipped_demo_ldm(cfg) is None)
+    return uses_demo_ldm(cfg) and shipped_demo_ldm(cfg) is None
 
 
 def demo_ldm_dir(cfg: Config) -> Path:
@@ -314,8 +323,7 @@ def stage_b_model(cfg: Config, dataset: str = "{dataset}", subject: str = "{subj
 def ceilings_ldm(cfg: Config) -> list[str]:
     """The pretrained LDM of the class-conditioned ceiling: pretrained_ldm where Stage B starts from one (not with
     the `stage_b.finetuned` shortcut in demo mode, where no demo LDM is trained)."""
-    uses_ldm = cfg.stage_b.pretrained_ldm is not None or trains_demo_ldm(cfg) or shipped_demo_ldm(cfg) is not None
-    return pretrained_ldm(cfg) if uses_ldm else []
+    return pretrained_ldm(cfg) if cfg.stage_b.pretrained_ldm is not None or uses_demo_ldm(cfg) else []
 
 
 def ldm_class_index(cfg: Config) -> list[str]:
@@ -325,8 +333,7 @@ def ldm_class_index(cfg: Config) -> list[str]:
     if cfg.evaluation.ldm_class_index is not None:
         return _existing(cfg.evaluation.ldm_class_index)
     if cfg.stage_b.pretrained_ldm is None:
-        uses_demo_ldm = trains_demo_ldm(cfg) or shipped_demo_ldm(cfg) is not None
-        return [str(demo_ldm_dir(cfg) / CLASS_INDEX_FILE)] if uses_demo_ldm else []
+        return [str(demo_ldm_dir(cfg) / CLASS_INDEX_FILE)] if uses_demo_ldm(cfg) else []
     ldm = Path(cfg.stage_b.pretrained_ldm)
     return _existing((ldm if ldm.suffix != ".ckpt" else ldm.parent) / CLASS_INDEX_FILE)
 
@@ -334,7 +341,7 @@ def ldm_class_index(cfg: Config) -> list[str]:
 def trains_demo_classifier(cfg: Config) -> bool:
     """Whether rule demo_classifier exists: demo mode without configured n-way classifier weights and without a
     shipped classifier of this config's recipe."""
-    return cfg.demo and cfg.evaluation.weights.classifier is None and shipped_demo_classifier(cfg) is None
+    return uses_demo_classifier(cfg) and shipped_demo_classifier(cfg) is None
 
 
 def demo_classifier_dir(cfg: Config) -> Path:
@@ -345,8 +352,7 @@ def demo_classifier_dir(cfg: Config) -> Path:
 
 def n_way_classifier(cfg: Config) -> list[str]:
     """The n-way classifier evaluate needs as an input: the demo classifier in demo mode without configured weights."""
-    uses_demo = trains_demo_classifier(cfg) or shipped_demo_classifier(cfg) is not None
-    return [str(demo_classifier_dir(cfg) / "model.safetensors")] if uses_demo else []
+    return [str(demo_classifier_dir(cfg) / "model.safetensors")] if uses_demo_classifier(cfg) else []
 
 
 def metric_weights(cfg: Config) -> list[str]:
