@@ -193,7 +193,8 @@ def write_ceiling_images(samples_npz: str | os.PathLike[str], subject_dir: str |
     Args:
         samples_npz: the generate rule's samples.npz (its ground truth is what the stages start from).
         subject_dir: the preprocessed subject (the stimuli's wnids).
-        stage_b_path: the Stage B model generation used (its first stage is the pretrained LDM's, frozen).
+        stage_b_path: the Stage B model generation used; its first stage (the pretrained LDM's, frozen in Stage B)
+            is read from it only when there is no pretrained LDM (the `stage_b.finetuned` shortcut).
         pretrained_ldm: the label2img LDM Stage B started from; None = no class-conditioned stage.
         class_index: LDM class -> wnid file (imagenet_class_index.json form; mindvis.plan.ldm_class_index picks it);
             None = no class-conditioned stage.
@@ -207,18 +208,20 @@ def write_ceiling_images(samples_npz: str | os.PathLike[str], subject_dir: str |
     device = resolve_device(str(device))
     generated = np.load(samples_npz)
     ground_truth, stimulus_ids = generated["ground_truth"], generated["stimulus_id"].astype(str)
-    model = load_stage_b(stage_b_path)
-    first_stage = first_stage_reconstructions(model.vqvae, ground_truth, device=device)[:, None]
     size, k = ground_truth.shape[1], sampling.resolved_n_samples
+    # Stage B keeps the pretrained LDM's first stage frozen: read it from the LDM when that is loaded anyway (one
+    # checkpoint read instead of two, each ~2 GB on real data), from the Stage B model otherwise.
+    ldm = load_pretrained_ldm(pretrained_ldm, image_size=size) if pretrained_ldm is not None else None
+    vqvae = ldm.vqvae if ldm is not None else load_stage_b(stage_b_path).vqvae
+    first_stage = first_stage_reconstructions(vqvae, ground_truth, device=device)[:, None]
     rows, conditioned = np.zeros(0, dtype=np.int64), np.zeros((0, k, size, size, 3), dtype=np.uint8)
     skipped: dict[str, str] = {}
-    if pretrained_ldm is None:
+    if ldm is None:
         skipped["class_conditioned"] = "no pretrained LDM (stage_b.finetuned without stage_b.pretrained_ldm)"
     elif class_index is None:
         skipped["class_conditioned"] = ("no LDM class index: set evaluation.ldm_class_index to the LDM's "
                                         "imagenet_class_index.json")
     else:
-        ldm = load_pretrained_ldm(pretrained_ldm, image_size=size)
         n_classes = 0 if ldm.class_embedding is None else len(ldm.class_embedding)
         classes = ldm_classes(subject_wnids(subject_dir, stimulus_ids), read_class_index(class_index), n_classes)
         rows = np.flatnonzero(classes >= 0)

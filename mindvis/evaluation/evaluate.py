@@ -407,7 +407,7 @@ def evaluate_subject(samples_npz: str | os.PathLike[str], subject_dir: str | os.
     if fid_counts:
         document["fid_n_images"] = {**fid_counts, "ground_truth": n}
     if ceilings_npz is not None:
-        document["ceilings"] = ceiling_scores(ceilings_npz, generated, cfg, choice.classifier)
+        document["ceilings"] = ceiling_scores(ceilings_npz, generated, cfg, choice.classifier, document[MINDVIS])
     document["baselines"] = descriptions
     document["higher_is_better"] = dict(HIGHER_IS_BETTER)
     document["classifier"] = choice.description
@@ -432,13 +432,13 @@ def evaluate_subject(samples_npz: str | os.PathLike[str], subject_dir: str | os.
 
 
 def ceiling_scores(ceilings_npz: str | os.PathLike[str], generated: GeneratedSamples, cfg: EvaluationConfig,
-                   classifier: ImageClassifier | None) -> dict[str, Any]:
+                   classifier: ImageClassifier | None, mindvis_scores: dict[str, float]) -> dict[str, Any]:
     """The `ceilings` section: n-way top-1 (mean over samples) and PixCorr of each stage (mindvis.evaluation.ceilings),
-    each on the test images it covers, plus the stages skipped and why."""
+    each on the test images it covers, plus the stages skipped and why. Stage (d) is MinD-Vis' own scores,
+    `mindvis_scores` (the metrics.json "mindvis" values), not computed again."""
     stages, skipped = read_ceiling_images(ceilings_npz, len(generated.ground_truth))
     n = len(generated.ground_truth)
-    stages = {"ground_truth": (np.arange(n), generated.ground_truth[:, None]), **stages,
-              MINDVIS: (np.arange(n), generated.samples)}
+    stages = {"ground_truth": (np.arange(n), generated.ground_truth[:, None]), **stages}
 
     def score(recons: np.ndarray, gts: np.ndarray) -> dict[str, float]:
         m, k = recons.shape[:2]
@@ -450,7 +450,9 @@ def ceiling_scores(ceilings_npz: str | os.PathLike[str], generated: GeneratedSam
         return values
 
     log.info("scoring the per-stage ceilings: %s", ", ".join(stages))
-    return {**stage_scores(score, generated.ground_truth, stages), "skipped": skipped}
+    own = {name: mindvis_scores[name] for name in ("pixcorr", "top1_nway_mean") if name in mindvis_scores}
+    return {**stage_scores(score, generated.ground_truth, stages), MINDVIS: {**own, "n_images": n},
+            "skipped": skipped}
 
 
 def _log_to_run(run: Any, document: dict[str, Any], per_image: pd.DataFrame, grid: np.ndarray,
