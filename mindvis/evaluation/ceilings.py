@@ -41,7 +41,7 @@ from mindvis.config.stage_b import SamplingConfig
 from mindvis.data.contract import read_subject
 from mindvis.errors import InputDataError
 from mindvis.evaluation.networks import resolve_device
-from mindvis.evaluation.sampling import denoise_latents, initial_latent, to_model_range, to_uint8
+from mindvis.evaluation.sampling import sample_class_images, to_model_range, to_uint8
 from mindvis.io import atomic_directory
 from mindvis.models.ldm import ClassConditionedLdm
 
@@ -127,23 +127,8 @@ def class_conditioned_samples(ldm: PretrainedLdm, classes: np.ndarray, items: np
                              expected="a label2img checkpoint (ClassEmbedder cond stage)")
     model = ClassConditionedLdm(ldm.architecture, ldm.unet, n_classes=len(ldm.class_embedding))
     model.class_embedding.weight.data.copy_(ldm.class_embedding)
-    model = model.to(device).eval()
-    vqvae = ldm.vqvae.to(device).eval()
-    k = sampling.resolved_n_samples
-    jobs = [(row, sample) for row in range(len(classes)) for sample in range(k)]
-    size = ldm.architecture.image_size
-    images = np.zeros((len(classes), k, size, size, 3), dtype=np.uint8)
-    for start in range(0, len(jobs), sampling.batch_size):
-        chunk = jobs[start:start + sampling.batch_size]
-        labels = torch.tensor([int(classes[row]) for row, _ in chunk], device=device)
-        context, time_cond = model.condition(labels)
-        x_t = torch.stack([initial_latent(seed, int(items[row]), sample, model.latent_shape)
-                           for row, sample in chunk]).to(device)
-        latents = denoise_latents(model, x_t, context, time_cond, sampling.resolved_scheduler,
-                                  sampling.resolved_steps)
-        for (row, sample), image in zip(chunk, to_uint8(vqvae.decode(latents).sample), strict=True):
-            images[row, sample] = image
-    return images
+    return sample_class_images(model.to(device).eval(), ldm.vqvae.eval(), classes, items, sampling.resolved_n_samples,
+                               sampling.resolved_scheduler, sampling.resolved_steps, seed, sampling.batch_size)
 
 
 def stage_scores(score: Callable[[np.ndarray, np.ndarray], dict[str, float]], ground_truth: np.ndarray,

@@ -9,15 +9,16 @@ the batch size or device.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import numpy as np
 import torch
+from diffusers import VQModel
 from tqdm.auto import tqdm
 
 from mindvis.config.stage_b import DEFAULT_SAMPLER_STEPS
 from mindvis.errors import ConfigError, InputDataError
-from mindvis.models.ldm import SAMPLERS, FmriLDM, make_sampler
+from mindvis.models.ldm import SAMPLERS, ClassConditionedLdm, FmriLDM, make_sampler
 
 log = logging.getLogger(__name__)
 
@@ -47,6 +48,33 @@ def denoise_latents(model: FmriLDM, x_t: torch.Tensor, context: torch.Tensor, ti
         if on_step is not None:
             on_step()
     return x_t
+
+
+@torch.no_grad()
+def sample_class_images(model: ClassConditionedLdm, vqvae: VQModel, classes: Sequence[int], items: Sequence[int],
+                        n_samples: int, scheduler: str, steps: int, seed: int, batch_size: int) -> np.ndarray:
+    """`n_samples` images of each class label from a class-conditioned LDM (its class token as the context).
+
+    Args:
+        classes: (M,) class indices.
+        items: (M,) the noise item of each class: sample k starts from `initial_latent(seed, items[i], k)` (the
+            ceilings pass test rows, so a class-conditioned sample shares the reconstruction's starting noise).
+        batch_size: latents denoised together (images do not depend on it).
+    Returns:
+        uint8 (M, n_samples, H, W, 3), decoded on the model's device.
+    """
+    device = next(model.parameters()).device
+    vqvae = vqvae.to(device)
+    jobs = [(row, k) for row in range(len(classes)) for k in range(n_samples)]
+    chunks = []
+    for start in range(0, len(jobs), batch_size):
+        chunk = jobs[start:start + batch_size]
+        context, time_cond = model.condition(torch.tensor([int(classes[row]) for row, _ in chunk], device=device))
+        x_t = torch.stack([initial_latent(seed, int(items[row]), k, model.latent_shape) for row, k in chunk])
+        latents = denoise_latents(model, x_t.to(device), context, time_cond, scheduler, steps)
+        chunks.append(to_uint8(vqvae.decode(latents).sample))
+    images = np.concatenate(chunks)
+    return images.reshape(len(classes), n_samples, *images.shape[1:])
 
 
 def to_model_range(images: np.ndarray | torch.Tensor) -> torch.Tensor:

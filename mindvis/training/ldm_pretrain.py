@@ -40,7 +40,7 @@ from mindvis.config.stage_b import LdmPretrainConfig, StageBConfig
 from mindvis.demo.images import category_table, generate_category_images, n_categories
 from mindvis.demo.pretrained import CLASS_INDEX_FILE, RECIPE_FILE, generator_probe, ldm_recipe
 from mindvis.evaluation.generation import labelled_grid
-from mindvis.evaluation.sampling import denoise_latents, initial_latent, to_model_range, to_uint8
+from mindvis.evaluation.sampling import sample_class_images, to_model_range, to_uint8
 from mindvis.models.ldm import ClassConditionedLdm, build_unet, build_vqvae
 from mindvis.training.common import (
     build_trainer,
@@ -227,19 +227,6 @@ def reconstruction_l1(vqvae: VQModel, images: np.ndarray) -> tuple[float, np.nda
     return float((recon.clamp(-1, 1) - x).abs().mean()), to_uint8(recon)
 
 
-@torch.no_grad()
-def sample_classes(ldm: ClassConditionedLdm, vqvae: VQModel, classes: list[int], n_per_class: int, scheduler: str,
-                   steps: int, seed: int) -> np.ndarray:
-    """uint8 (len(classes), n_per_class, H, W, 3) images generated for `classes` from seeded noise."""
-    device = next(ldm.parameters()).device
-    labels = torch.tensor([c for c in classes for _ in range(n_per_class)], device=device)
-    context, time_cond = ldm.condition(labels)
-    x_t = torch.stack([initial_latent(seed, c, k, ldm.latent_shape) for c in classes for k in range(n_per_class)])
-    latents = denoise_latents(ldm, x_t.to(device), context, time_cond, scheduler, steps)
-    images = to_uint8(vqvae.to(device).decode(latents).sample)
-    return images.reshape(len(classes), n_per_class, *images.shape[1:])
-
-
 def grid_classes(n_classes: int, n_shown: int) -> list[int]:
     """`n_shown` class indices spread evenly over 0..n_classes-1 (train and test categories alike)."""
     return sorted({int(round(i)) for i in np.linspace(0, n_classes - 1, min(n_shown, n_classes))})
@@ -333,8 +320,8 @@ def train_demo_ldm(demo_cfg: DemoDataConfig, cfg: StageBConfig, image_size: int,
     trainer, unet_seconds = _fit(system, loader, settings.unet_epochs, resume_dir / "unet", job, settings,
                                  trainer_cfg, run)
     ldm = ldm.cpu().eval()
-    samples = sample_classes(ldm, vqvae, shown, SAMPLES_PER_CLASS, cfg.sampling.resolved_scheduler,
-                             cfg.sampling.resolved_steps, settings.seed)
+    samples = sample_class_images(ldm, vqvae, shown, shown, SAMPLES_PER_CLASS, cfg.sampling.resolved_scheduler,
+                                  cfg.sampling.resolved_steps, settings.seed, batch_size=len(shown) * SAMPLES_PER_CLASS)
     _log_grid(run, np.concatenate([examples[:, None], samples], axis=1), [names[c] for c in shown],
               ["training image"] + [f"sample {k + 1}" for k in range(SAMPLES_PER_CLASS)],
               "ldm_pretrain/class_samples.png")
