@@ -15,6 +15,7 @@ sizes or budgets) the workflow trains its own through the rules instead, and say
 
 from __future__ import annotations
 
+import argparse
 import hashlib
 import json
 import logging
@@ -142,8 +143,6 @@ def install(ldm_dir: str | Path, classifier_dir: str | Path, destination: str | 
 def main(argv: list[str] | None = None) -> None:
     """`python -m mindvis.demo.pretrained RESULTS_ROOT DESTINATION`: install a run's ldm_pretrain and
     demo_classifier outputs as the shipped demo weights (the last step of `make demo-pretrains`)."""
-    import argparse
-
     parser = argparse.ArgumentParser(description=main.__doc__)
     parser.add_argument("results_root", type=Path, help="results_root of the run that trained them")
     parser.add_argument("destination", type=Path, help="where the shipped weights live (demo_data.pretrained)")

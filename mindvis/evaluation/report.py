@@ -90,12 +90,10 @@ def metrics_frame(paths: Iterable[Path]) -> pd.DataFrame:
             rows.append({**where, "method": method, "n_test": document.get("n_test"),
                          "n_samples": document.get("n_samples") if method == MINDVIS else 1, **document[method]})
         ceilings = document.get("ceilings", {})
-        for row, stage in ((row, row.split(":", 1)[1]) for row in CEILING_ROWS):
-            if stage in ceilings:
-                values = {k: v for k, v in ceilings[stage].items() if k != "n_images"}
-                rows.append({**where, "method": row, "n_test": ceilings[stage]["n_images"],
-                             "n_samples": 1 if stage != "class_conditioned" else document.get("n_samples"),
-                             **values})
+        for stage in (stage for stage in STAGES if stage != MINDVIS and stage in ceilings):
+            values = {k: v for k, v in ceilings[stage].items() if k != "n_images"}
+            rows.append({**where, "method": f"ceiling:{stage}", "n_test": ceilings[stage]["n_images"],
+                         "n_samples": 1 if stage != "class_conditioned" else document.get("n_samples"), **values})
     frame = pd.DataFrame(rows, columns=["dataset", "subject", "method", "n_way", "n_test", "n_samples",
                                         *METRIC_NAMES])
     absent = [name for name in METRIC_NAMES if frame[name].isna().all()]

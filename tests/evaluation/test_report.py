@@ -181,3 +181,22 @@ def test_snakemake_report_builds_with_the_captions(results, tmp_path):
     assert "mindvis: decoding images from fMRI" in page and "embedded synthetic demo data" in page
     assert "MinD-Vis against the ridge baselines for GOD sbj_3" in page
     assert "2. Metrics" in page and "3. Training" in page
+
+
+def test_ceilings_are_shaded_rows_that_never_win(tmp_path):
+    document = metrics_document(0.3, with_retrieval=False)
+    document["ceilings"] = {"ground_truth": {"pixcorr": 1.0, "top1_nway_mean": 1.0, "n_images": 30},
+                            "first_stage": {"pixcorr": 0.9, "top1_nway_mean": 0.6, "n_images": 30},
+                            "mindvis": {"pixcorr": 0.3, "top1_nway_mean": 0.3, "n_images": 30},
+                            "skipped": {"class_conditioned": "no LDM class index"}}
+    folder = tmp_path / "eval" / "GOD" / "sbj_3"
+    folder.mkdir(parents=True)
+    (folder / "metrics.json").write_text(json.dumps(document))
+    summarize_results(tmp_path, tracking_uri=None)
+    table = pd.read_csv(tmp_path / "report" / "metrics_table.csv")
+    assert table["method"].tolist() == ["mindvis", "baseline_ridge", "chance", "ceiling:ground_truth",
+                                        "ceiling:first_stage"]
+    html = (tmp_path / "report" / "metrics_table.html").read_text()
+    assert html.count("class='ceiling'") == 2 and "(b) LDM first stage" in html
+    assert "<b>1.000</b>" not in html  # a ceiling is a reference line, not the best method
+    assert "not computed: no LDM class index" in html
