@@ -94,8 +94,9 @@ class LdmArchitectureConfig:
     vq_z_channels: int = field(default=3, metadata={"minimum": 1})
     latent_channels: int = field(default=3, metadata={"minimum": 1})
     num_train_timesteps: int = field(default=1000, metadata={"minimum": 1})
-    beta_start: float = field(default=0.0015, metadata={"exclusiveMinimum": 0})
-    beta_end: float = field(default=0.0195, metadata={"exclusiveMinimum": 0})
+    beta_start: float | None = field(default=None, metadata={"exclusiveMinimum": 0})
+    beta_end: float | None = field(default=None, metadata={
+        "exclusiveMinimum": 0, "description": "last beta of the CompVis 'linear' noise schedule (sqrt-linear)"})
 
     def build(self, stimulus_size: int) -> LdmArchitecture:
         """The concrete architecture; `image_size` null takes `stimulus_size` (px, the side of stimuli.npz images).
@@ -135,6 +136,12 @@ class LdmPretrainConfig:
         "minimum": 0, "description": "weight of an L1 loss on chroma (each pixel minus its grey level) beside pixel "
                                      "L1: colour is a low-variance direction the VQ otherwise learns last"})
     commitment_weight: float = field(default=0.25, metadata={"minimum": 0})
+    ema_decay: float = field(default=0.0, metadata={
+        "minimum": 0, "exclusiveMaximum": 1,
+        "description": "the UNet written out is this exponential moving average of its weights; 0 = the last weights"})
+    min_snr_gamma: float | None = field(default=None, metadata={
+        "exclusiveMinimum": 0, "description": "Min-SNR loss weighting min(SNR, gamma) / SNR of the eps-MSE (it weighs "
+                                              "the noisy steps that set colour and layout up); null = plain eps-MSE"})
     sample_classes: int = field(default=8, metadata={"minimum": 1, "description": "categories in the sample grid"})
     checkpoint_every_n_steps: int = field(default=50, metadata={"minimum": 1})
     seed: int = field(default=2022, metadata={"minimum": 0})
@@ -204,11 +211,14 @@ class StageBConfig:
 
 # Values filling keys the user left null or omitted (see mindvis.config presets). The demo architecture has the
 # label2img structure at CPU size: 64 px images -> VQ-f4 latents 3x16x16, a two-level UNet with attention at ds 2.
+# Its noise schedule ends less noisy than label2img's (0.012, Stable Diffusion's, vs 0.0195): at the last steps of
+# 0.0195 the eps-to-x0 conversion multiplies the small UNet's noise error by ~50, so samples started at 2.5x the
+# latents' spread (saturated, class-blind images); at 0.012 by ~14.
 STAGE_B_PRESETS: dict[str, dict] = {
     "paper": {
         "architecture": {"model_channels": 192, "channel_mult": [1, 2, 3, 5], "attention_resolutions": [2, 4, 8],
                          "context_dim": 512, "vq_channels": 128, "vq_channel_mult": [1, 2, 4],
-                         "vq_num_res_blocks": 2, "vq_num_embeddings": 8192},
+                         "vq_num_res_blocks": 2, "vq_num_embeddings": 8192, "beta_start": 0.0015, "beta_end": 0.0195},
         "training": {"learning_rate": 5.3e-5, "epochs": 500, "batch_size": {"GOD": 5, "BOLD5000": 25},
                      "val_items": 5, "val_every_n_epochs": 10, "val_steps": 50, "checkpoint_every_n_steps": 500},
         "sampling": {"scheduler": "plms", "n_samples": 5},
@@ -216,7 +226,7 @@ STAGE_B_PRESETS: dict[str, dict] = {
     "demo": {
         "architecture": {"model_channels": 64, "channel_mult": [1, 2], "attention_resolutions": [2],
                          "context_dim": 64, "vq_channels": 64, "vq_channel_mult": [1, 1, 2],
-                         "vq_num_res_blocks": 1, "vq_num_embeddings": 1024},
+                         "vq_num_res_blocks": 1, "vq_num_embeddings": 1024, "beta_start": 0.00085, "beta_end": 0.012},
         "training": {"learning_rate": 1e-3, "epochs": 3, "batch_size": {"GOD": 8, "BOLD5000": 8},
                      "val_items": 4, "val_every_n_epochs": 1, "val_steps": 10, "checkpoint_every_n_steps": 25},
         "sampling": {"scheduler": "ddim", "steps": 20, "n_samples": 2},

@@ -286,11 +286,20 @@ class ClassConditionedLdm(nn.Module):
         """Noise prediction (N, c, h, w) of noisy latents x_t at timesteps t."""
         return self.unet(x_t, t, encoder_hidden_states=context, class_labels=time_cond).sample
 
-    def training_loss(self, latents: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-        """eps-MSE at uniform t for clean latents (N, c, h, w) of classes `labels` (N,)."""
+    def training_loss(self, latents: torch.Tensor, labels: torch.Tensor, min_snr_gamma: float | None = None
+                      ) -> torch.Tensor:
+        """eps-MSE at uniform t for clean latents (N, c, h, w) of classes `labels` (N,).
+
+        With `min_snr_gamma`, each sample's MSE is weighted by min(SNR(t), gamma) / SNR(t) (Min-SNR; Hang et al.
+        2023): the nearly clean steps, whose eps targets are easy, stop dominating the gradient.
+        """
         t = torch.randint(0, self.architecture.num_train_timesteps, (len(latents),), device=latents.device)
         noise = torch.randn_like(latents)
-        a_t = self.alphas_cumprod[t].to(latents.dtype).view(-1, 1, 1, 1)
-        x_t = a_t.sqrt() * latents + (1.0 - a_t).sqrt() * noise
+        a_t = self.alphas_cumprod[t].to(latents.dtype)
+        x_t = a_t.sqrt().view(-1, 1, 1, 1) * latents + (1.0 - a_t).sqrt().view(-1, 1, 1, 1) * noise
         context, time_cond = self.condition(labels)
-        return F.mse_loss(self.denoise(x_t, t, context, time_cond), noise)
+        per_sample = (self.denoise(x_t, t, context, time_cond) - noise).pow(2).mean(dim=(1, 2, 3))
+        if min_snr_gamma is not None:
+            snr = a_t / (1.0 - a_t)
+            per_sample = per_sample * snr.clamp(max=min_snr_gamma) / snr
+        return per_sample.mean()

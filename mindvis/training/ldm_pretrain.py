@@ -8,18 +8,23 @@ never the GOD / BOLD5000 images), in two phases as CompVis trained its LDMs:
     convolutional), the codebook started from encoder outputs; afterwards the latent scale is normalised to unit
     standard deviation by an exact reparametrisation, because the label2img layout fixes scale_factor 1;
 (b) the UNet on the (cached) latents of the images, conditioned on the category through a learned class embedding
-    used as a one-token cross-attention context (CompVis ClassEmbedder); eps-MSE over uniform t.
+    used as a one-token cross-attention context (CompVis ClassEmbedder); eps-MSE over uniform t (optionally
+    Min-SNR weighted), written out as an exponential moving average of its weights.
 The result is written in the CompVis label2img layout (model.ckpt + config.yaml, mindvis.checkpoints.label2img), so
 Stage B imports it exactly like the real one, with two files beside them: class_index.json (class -> wnid, name; the
 LDM's classes are the demo categories in category-table order) and recipe.json (what made it, to tell whether shipped
-weights fit a config: mindvis.demo.pretrained). Resume state per phase lives in `resume_dir` (fingerprinted).
+weights fit a config: mindvis.demo.pretrained). Resume state per phase lives in `resume_dir`, each phase
+fingerprinted by what it depends on: the finished VQ stays there and is reused while the VQ's own settings are
+unchanged, so retuning the UNet does not retrain the autoencoder (delete `resume_dir` to force it).
 """
 
 from __future__ import annotations
 
+import copy
 import json
 import logging
 import os
+import shutil
 import time
 from dataclasses import asdict, replace
 from pathlib import Path
@@ -45,6 +50,7 @@ from mindvis.models.ldm import ClassConditionedLdm, build_unet, build_vqvae
 from mindvis.training.common import (
     build_trainer,
     callback_metric,
+    checkpoint_dir,
     clear_resume_state,
     fingerprint,
     log_every_n_steps,
@@ -59,7 +65,12 @@ log = logging.getLogger(__name__)
 WARMUP_FRACTION = 0.05
 ENCODE_BATCH = 64
 SAMPLES_PER_CLASS = 2
-VQ_DONE = "vq_trained"  # resume_dir/<this>: the finished, scale-normalised VQ (diffusers save_pretrained)
+VQ_DONE = "vq_trained"  # resume_dir/vq/<this>: the finished, scale-normalised VQ (diffusers save_pretrained)
+# What the VQ phase depends on besides the demo generator and the VQ's own architecture fields (vq_*, image size and
+# channels): changing any other ldm_pretrain setting keeps the trained autoencoder.
+VQ_SETTINGS = ("images_per_category", "seed", "vq_epochs", "batch_size", "vq_lr", "vq_crop_px",
+               "gradient_loss_weight", "chroma_loss_weight", "commitment_weight")
+VQ_ARCHITECTURE = ("image_size", "image_channels", "latent_channels")
 DEFAULT_LOG_EVERY_N_STEPS = 20
 
 
@@ -155,19 +166,38 @@ class VqAutoencoderSystem(pl.LightningModule):
 
 
 class LabelDiffusionSystem(pl.LightningModule):
-    """Trains a ClassConditionedLdm (UNet + class embedding) on cached latents."""
+    """Trains a ClassConditionedLdm (UNet + class embedding) on cached latents, keeping an exponential moving
+    average of its weights when `ema_decay` > 0 (part of the module's state, so it resumes with the run)."""
 
-    def __init__(self, ldm: ClassConditionedLdm, *, lr: float) -> None:
+    def __init__(self, ldm: ClassConditionedLdm, *, lr: float, ema_decay: float, min_snr_gamma: float | None
+                 ) -> None:
         super().__init__()
         self.ldm = ldm
         self.lr = lr
+        self.ema_decay, self.min_snr_gamma = ema_decay, min_snr_gamma
+        self.ema = copy.deepcopy(ldm).requires_grad_(False) if ema_decay > 0 else None
+
+    @property
+    def exported(self) -> ClassConditionedLdm:
+        """The model to write out: the moving average if one is kept, else the trained weights."""
+        return self.ema if self.ema is not None else self.ldm
 
     def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor:
         latents, labels = batch
-        loss = self.ldm.training_loss(latents, labels)
+        loss = self.ldm.training_loss(latents, labels, self.min_snr_gamma)
         self.log("unet/loss", loss, prog_bar=True, batch_size=len(latents))
         self.log("unet/lr", self.optimizers().param_groups[0]["lr"], batch_size=len(latents))
         return loss
+
+    @torch.no_grad()
+    def on_train_batch_end(self, outputs: Any, batch: Any, batch_idx: int) -> None:
+        if self.ema is None:
+            return
+        # the usual warm-up: early on the average follows the weights closely instead of the random start
+        step = self.trainer.global_step
+        decay = min(self.ema_decay, (1 + step) / (10 + step))
+        for averaged, current in zip(self.ema.parameters(), self.ldm.parameters(), strict=True):
+            averaged.lerp_(current, 1.0 - decay)
 
     def configure_optimizers(self) -> dict[str, Any]:
         return _adamw_with_schedule(self, self.ldm.parameters(), self.lr)
@@ -227,6 +257,14 @@ def reconstruction_l1(vqvae: VQModel, images: np.ndarray) -> tuple[float, np.nda
     return float((recon.clamp(-1, 1) - x).abs().mean()), to_uint8(recon)
 
 
+def vq_fingerprint(demo_cfg: DemoDataConfig, arch: Any, settings: LdmPretrainConfig, trainer_cfg: TrainerConfig
+                   ) -> str:
+    """Fingerprint of what the VQ phase computes from: the generator, the VQ's architecture and its settings."""
+    vq_arch = {k: v for k, v in asdict(arch).items() if k.startswith("vq_") or k in VQ_ARCHITECTURE}
+    return fingerprint({"stage": "ldm_pretrain/vq", "demo": asdict(demo_cfg), "architecture": vq_arch,
+                        "settings": {k: getattr(settings, k) for k in VQ_SETTINGS}, "trainer": asdict(trainer_cfg)})
+
+
 def grid_classes(n_classes: int, n_shown: int) -> list[int]:
     """`n_shown` class indices spread evenly over 0..n_classes-1 (train and test categories alike)."""
     return sorted({int(round(i)) for i in np.linspace(0, n_classes - 1, min(n_shown, n_classes))})
@@ -274,7 +312,9 @@ def train_demo_ldm(demo_cfg: DemoDataConfig, cfg: StageBConfig, image_size: int,
     pl.seed_everything(settings.seed, workers=True, verbose=False)
     job = fingerprint({"stage": "ldm_pretrain", "demo": asdict(demo_cfg), "architecture": asdict(arch),
                        "settings": asdict(settings), "trainer": asdict(trainer_cfg)})
-    resume_checkpoint(resume_dir, job)  # discards state of other settings; each phase keeps its own below
+    vq_job = vq_fingerprint(demo_cfg, arch, settings, trainer_cfg)
+    vq_dir, unet_dir = resume_dir / "vq", resume_dir / "unet"
+    resume_checkpoint(vq_dir, vq_job)  # discards a VQ (finished or not) of other VQ settings
     images, labels = category_images(demo_cfg, settings.images_per_category, arch.image_size, settings.seed)
     names = [c.name for c in category_table(demo_cfg)]
     shown = grid_classes(len(names), settings.sample_classes)
@@ -284,11 +324,11 @@ def train_demo_ldm(demo_cfg: DemoDataConfig, cfg: StageBConfig, image_size: int,
         run.log_params({"n_images": len(images), "n_classes": len(names), "image_size": arch.image_size})
 
     # (a) VQ first stage
-    done = resume_dir / VQ_DONE
+    done = vq_dir / VQ_DONE
     if done.is_dir():
         vqvae = VQModel.from_pretrained(done, local_files_only=True, low_cpu_mem_usage=False)
         vq_seconds, vq_steps, vq_loss, scale = 0.0, None, None, None
-        log.info("VQ phase already finished: %s", done)
+        log.info("reusing the VQ trained earlier with the same VQ settings: %s", done)
     else:
         vqvae = build_vqvae(arch)
         crops = RandomCrops(images, settings.vq_crop_px)
@@ -299,12 +339,12 @@ def train_demo_ldm(demo_cfg: DemoDataConfig, cfg: StageBConfig, image_size: int,
                                      chroma_loss_weight=settings.chroma_loss_weight,
                                      commitment_weight=settings.commitment_weight)
         loader = DataLoader(crops, batch_size=settings.batch_size, shuffle=True, num_workers=trainer_cfg.num_workers)
-        trainer, vq_seconds = _fit(system, loader, settings.vq_epochs, resume_dir / "vq", job, settings, trainer_cfg,
-                                   run)
+        trainer, vq_seconds = _fit(system, loader, settings.vq_epochs, vq_dir, vq_job, settings, trainer_cfg, run)
         vq_steps, vq_loss = int(trainer.global_step), callback_metric(trainer, "vq/loss")
         vqvae = vqvae.cpu().eval()
         scale = normalize_latent_scale(vqvae, encode_images(vqvae, images[:: max(1, len(images) // 256)]))
         vqvae.save_pretrained(done)
+        shutil.rmtree(checkpoint_dir(vq_dir), ignore_errors=True)  # the finished VQ is all that is kept
     vqvae = vqvae.eval()
     recon_l1, reconstructions = reconstruction_l1(vqvae, examples)
     _log_grid(run, np.stack([examples, reconstructions], axis=1), [names[c] for c in shown],
@@ -314,12 +354,12 @@ def train_demo_ldm(demo_cfg: DemoDataConfig, cfg: StageBConfig, image_size: int,
     latents = encode_images(vqvae, images)
     codes_used = int(torch.unique(vqvae.quantize(latents)[2][2]).numel())
     ldm = ClassConditionedLdm(arch, build_unet(arch), n_classes=len(names))
-    system = LabelDiffusionSystem(ldm, lr=settings.unet_lr)
+    system = LabelDiffusionSystem(ldm, lr=settings.unet_lr, ema_decay=settings.ema_decay,
+                                  min_snr_gamma=settings.min_snr_gamma)
     loader = DataLoader(TensorDataset(latents, torch.from_numpy(labels)), batch_size=settings.batch_size,
                         shuffle=True)
-    trainer, unet_seconds = _fit(system, loader, settings.unet_epochs, resume_dir / "unet", job, settings,
-                                 trainer_cfg, run)
-    ldm = ldm.cpu().eval()
+    trainer, unet_seconds = _fit(system, loader, settings.unet_epochs, unet_dir, job, settings, trainer_cfg, run)
+    ldm = system.exported.cpu().eval()
     samples = sample_class_images(ldm, vqvae, shown, shown, SAMPLES_PER_CLASS, cfg.sampling.resolved_scheduler,
                                   cfg.sampling.resolved_steps, settings.seed, batch_size=len(shown) * SAMPLES_PER_CLASS)
     _log_grid(run, np.concatenate([examples[:, None], samples], axis=1), [names[c] for c in shown],
@@ -341,7 +381,7 @@ def train_demo_ldm(demo_cfg: DemoDataConfig, cfg: StageBConfig, image_size: int,
                                 RECIPE_FILE: json.dumps(recipe, indent=1) + "\n"})
     if run is not None:
         run.log_metrics({k: v for k, v in summary.items() if isinstance(v, (int, float))})
-    clear_resume_state(resume_dir)
+    clear_resume_state(unet_dir)
     log.info("demo LDM written to %s: %s", out_dir, summary)
     return summary
 

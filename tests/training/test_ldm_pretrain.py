@@ -2,6 +2,7 @@
 
 import dataclasses
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 import torch
@@ -17,7 +18,8 @@ from mindvis.checkpoints.label2img import (
 from mindvis.checkpoints.release_ldm import architecture_from_yaml, unet_from_release, vqvae_from_release
 from mindvis.checkpoints.safe_pickle import load_release_checkpoint
 from mindvis.errors import CheckpointError
-from mindvis.models.ldm import build_unet, build_vqvae
+from mindvis.models.ldm import ClassConditionedLdm, build_unet, build_vqvae
+from mindvis.training.common import checkpoint_dir
 from mindvis.tracking import open_job_run_for_tests
 from mindvis.training.ldm_pretrain import normalize_latent_scale, quantize_with_losses, train_demo_ldm
 from tests.stage_b_helpers import TINY_LDM
@@ -99,7 +101,10 @@ def test_demo_ldm_is_trained_and_written_as_label2img(tmp_path):
     assert summary["n_images"] == summary["n_classes"] == 130  # one fresh image of every demo category
     assert (summary["vq_steps"], summary["unet_steps"]) == (3, 3)  # 130 images / batch 64, one epoch each
     assert 0 < summary["codes_used"] <= 16 and summary["latent_scale"] > 0
-    assert not (tmp_path / "resume").exists()
+    # only the finished VQ stays (reused while its settings hold); the UNet's resume state is gone
+    assert sorted(p.name for p in (tmp_path / "resume").iterdir()) == ["vq"]
+    assert (tmp_path / "resume" / "vq" / ldm_pretrain.VQ_DONE).is_dir()
+    assert not checkpoint_dir(tmp_path / "resume" / "vq").exists()
     loaded = load_pretrained_ldm(tmp_path / "ldm")
     assert loaded.architecture == TINY_LDM
     assert load_pretrained_ldm(tmp_path / "ldm").class_embedding.shape == (130, TINY_LDM.context_dim)
@@ -118,15 +123,52 @@ def test_a_finished_vq_phase_is_not_trained_again(tmp_path, monkeypatch):
     monkeypatch.setattr(ldm_pretrain, "save_label2img", interrupted)
     with pytest.raises(KeyboardInterrupt):
         train_demo_ldm(cfg.demo_data, cfg.stage_b, 16, cfg.trainer, tmp_path / "ldm", tmp_path / "resume")
-    assert (tmp_path / "resume" / ldm_pretrain.VQ_DONE).is_dir() and not (tmp_path / "ldm").exists()
+    assert (tmp_path / "resume" / "vq" / ldm_pretrain.VQ_DONE).is_dir() and not (tmp_path / "ldm").exists()
     monkeypatch.undo()
     summary = train_demo_ldm(cfg.demo_data, cfg.stage_b, 16, cfg.trainer, tmp_path / "ldm", tmp_path / "resume")
     assert summary["vq_steps"] is None and summary["unet_steps"] == 3
-    # other settings discard the saved phase
+    # UNet settings keep the finished VQ ...
+    unet_changed = tiny_config(unet_lr=1e-4, min_snr_gamma=5.0, ema_decay=0.9)
+    summary = train_demo_ldm(unet_changed.demo_data, unet_changed.stage_b, 16, unet_changed.trainer, tmp_path / "ldm2",
+                             tmp_path / "resume")
+    assert summary["vq_steps"] is None
+    # ... VQ settings discard it
     changed = tiny_config(vq_lr=1e-4)
-    train_demo_ldm(changed.demo_data, changed.stage_b, 16, changed.trainer, tmp_path / "ldm2", tmp_path / "resume")
-    summary = train_demo_ldm(cfg.demo_data, cfg.stage_b, 16, cfg.trainer, tmp_path / "ldm3", tmp_path / "resume")
+    summary = train_demo_ldm(changed.demo_data, changed.stage_b, 16, changed.trainer, tmp_path / "ldm3",
+                             tmp_path / "resume")
     assert summary["vq_steps"] == 3
+
+
+def test_the_exported_unet_is_the_moving_average_of_the_trained_one():
+    ldm = ClassConditionedLdm(TINY_LDM, build_unet(TINY_LDM), n_classes=3)
+    system = ldm_pretrain.LabelDiffusionSystem(ldm, lr=1e-3, ema_decay=0.9, min_snr_gamma=None)
+    system._trainer = SimpleNamespace(global_step=10_000)  # past the warm-up: the decay is ema_decay itself
+    before = [p.detach().clone() for p in ldm.parameters()]
+    with torch.no_grad():
+        for p in ldm.parameters():
+            p.add_(1.0)
+    system.on_train_batch_end(None, None, 0)
+    assert system.exported is system.ema
+    for averaged, start in zip(system.ema.parameters(), before, strict=True):
+        torch.testing.assert_close(averaged, start + 0.1)
+    assert not any(p.requires_grad for p in system.ema.parameters())
+    plain = ldm_pretrain.LabelDiffusionSystem(ldm, lr=1e-3, ema_decay=0.0, min_snr_gamma=None)
+    assert plain.exported is ldm and plain.ema is None
+
+
+def test_min_snr_weighting_lowers_only_the_nearly_clean_steps():
+    """Min-SNR-gamma scales each sample's eps-MSE by min(SNR, gamma) / SNR: 1 where SNR <= gamma, less above."""
+    ldm = ClassConditionedLdm(TINY_LDM, build_unet(TINY_LDM), n_classes=3)
+    latents, labels = torch.randn(8, *ldm.latent_shape), torch.tensor([0, 1, 2, 0, 1, 2, 0, 1])
+
+    def loss(gamma):
+        torch.manual_seed(0)
+        with torch.no_grad():
+            return float(ldm.training_loss(latents, labels, gamma))
+
+    snr = ldm.alphas_cumprod / (1 - ldm.alphas_cumprod)
+    assert loss(float(snr.max()) * 2) == pytest.approx(loss(None))  # gamma above every SNR: the plain loss
+    assert loss(1.0) < loss(None)
 
 
 def test_the_chroma_loss_sees_colour_but_not_brightness():
