@@ -66,11 +66,11 @@ WARMUP_FRACTION = 0.05
 ENCODE_BATCH = 64
 SAMPLES_PER_CLASS = 2
 VQ_DONE = "vq_trained"  # resume_dir/vq/<this>: the finished, scale-normalised VQ (diffusers save_pretrained)
-# What the VQ phase depends on besides the demo generator and the VQ's own architecture fields (vq_*, image size and
-# channels): changing any other ldm_pretrain setting keeps the trained autoencoder.
-VQ_SETTINGS = ("images_per_category", "seed", "vq_epochs", "batch_size", "vq_lr", "vq_crop_px",
-               "gradient_loss_weight", "chroma_loss_weight", "commitment_weight")
-VQ_ARCHITECTURE = ("image_size", "image_channels", "latent_channels")
+# ldm_pretrain settings the VQ phase does not read: changing only these keeps the trained autoencoder. Listed as
+# exclusions so that a setting added later retrains the VQ unless it is named here (a stale VQ is the worse error).
+UNET_ONLY_SETTINGS = frozenset({"unet_epochs", "unet_lr", "ema_decay", "min_snr_gamma", "sample_classes",
+                                "checkpoint_every_n_steps"})
+VQ_ARCHITECTURE = ("image_size", "image_channels", "latent_channels")  # besides the vq_* fields
 DEFAULT_LOG_EVERY_N_STEPS = 20
 
 
@@ -262,7 +262,8 @@ def vq_fingerprint(demo_cfg: DemoDataConfig, arch: Any, settings: LdmPretrainCon
     """Fingerprint of what the VQ phase computes from: the generator, the VQ's architecture and its settings."""
     vq_arch = {k: v for k, v in asdict(arch).items() if k.startswith("vq_") or k in VQ_ARCHITECTURE}
     return fingerprint({"stage": "ldm_pretrain/vq", "demo": asdict(demo_cfg), "architecture": vq_arch,
-                        "settings": {k: getattr(settings, k) for k in VQ_SETTINGS}, "trainer": asdict(trainer_cfg)})
+                        "settings": {k: v for k, v in asdict(settings).items() if k not in UNET_ONLY_SETTINGS},
+                        "trainer": asdict(trainer_cfg)})
 
 
 def grid_classes(n_classes: int, n_shown: int) -> list[int]:
