@@ -18,6 +18,7 @@ from typing import Literal
 from mindvis.errors import ConfigError
 
 SamplerName = Literal["plms", "ddim", "dpmpp"]
+ClassEmbeddingKind = Literal["per_class", "attributes"]
 
 # Denoising steps used when `sampling.steps` is null: PLMS as the reference (250); DDIM and DPM-Solver++ reach
 # comparable quality in fewer steps.
@@ -142,6 +143,9 @@ class LdmPretrainConfig:
     min_snr_gamma: float | None = field(default=None, metadata={
         "exclusiveMinimum": 0, "description": "Min-SNR loss weighting min(SNR, gamma) / SNR of the eps-MSE (it weighs "
                                               "the noisy steps that set colour and layout up); null = plain eps-MSE"})
+    class_embedding: ClassEmbeddingKind = field(default="per_class", metadata={
+        "description": "per_class: one free vector per category (CompVis ClassEmbedder); attributes: the sum of one "
+                       "vector per shape, texture and hue, so unseen categories sit where their attributes put them"})
     sample_classes: int = field(default=8, metadata={"minimum": 1, "description": "categories in the sample grid"})
     checkpoint_every_n_steps: int = field(default=50, metadata={"minimum": 1})
     seed: int = field(default=2022, metadata={"minimum": 0})

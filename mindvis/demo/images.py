@@ -35,6 +35,8 @@ BACKGROUNDS: tuple[str, ...] = ("uniform", "gradient", "blotchy")
 MAX_CATEGORIES = len(SHAPES) * len(TEXTURES) * len(HUE_NAMES)
 MIN_CATEGORIES = 100
 FAKE_WNID_BASE = 90_000_000
+ATTRIBUTE_SIZES: tuple[int, int, int] = (len(SHAPES), len(TEXTURES), len(HUE_NAMES))
+"""Number of values of each category attribute, in the order of `Category.attributes`."""
 GENERATOR_VERSION = 1
 """Bump when a change here alters what is drawn: the shipped demo weights (mindvis.demo.pretrained) record it."""
 
@@ -65,6 +67,11 @@ class Category:
     texture_angle_rad: float
     texture_period: float
     dark_pattern: bool
+
+    @property
+    def attributes(self) -> tuple[int, int, int]:
+        """(shape, texture, hue) as indices into SHAPES, TEXTURES and HUE_NAMES (sizes: ATTRIBUTE_SIZES)."""
+        return SHAPES.index(self.shape), TEXTURES.index(self.texture), round(self.hue * len(HUE_NAMES))
 
 
 @dataclass(frozen=True)

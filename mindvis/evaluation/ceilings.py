@@ -33,6 +33,7 @@ from typing import Any
 import numpy as np
 import torch
 from diffusers import VQModel
+from torch import nn
 
 from mindvis.checkpoints.label2img import load_pretrained_ldm
 from mindvis.checkpoints.release_ldm import PretrainedLdm
@@ -125,8 +126,7 @@ def class_conditioned_samples(ldm: PretrainedLdm, classes: np.ndarray, items: np
     if ldm.class_embedding is None:
         raise InputDataError("the pretrained LDM has no class embedding", value="cond_stage_model.embedding.weight",
                              expected="a label2img checkpoint (ClassEmbedder cond stage)")
-    model = ClassConditionedLdm(ldm.architecture, ldm.unet, n_classes=len(ldm.class_embedding))
-    model.class_embedding.weight.data.copy_(ldm.class_embedding)
+    model = ClassConditionedLdm(ldm.architecture, ldm.unet, nn.Embedding.from_pretrained(ldm.class_embedding))
     return sample_class_images(model.to(device).eval(), ldm.vqvae.eval(), classes, items, sampling.resolved_n_samples,
                                sampling.resolved_scheduler, sampling.resolved_steps, seed, sampling.batch_size)
 

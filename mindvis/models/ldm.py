@@ -256,19 +256,52 @@ def assemble_fmri_ldm(architecture: LdmArchitecture, unet: UNet2DConditionModel,
     return FmriLDM(architecture, unet, vqvae, conditioner, time_head)
 
 
-class ClassConditionedLdm(nn.Module):
-    """label2img in miniature: a UNet denoising VQ latents, conditioned on a class through a learned embedding.
+class AttributeEmbedding(nn.Module):
+    """A class embedding composed from class attributes: class c's vector is the sum of one learned vector per
+    attribute value of c (e.g. shape + texture + hue).
 
-    The class embedding (n_classes, C) gives a one-token cross-attention context (N, 1, C), as the CompVis
-    ClassEmbedder. The UNet's `class_labels` input (the time-conditioning path MinD-Vis adds later) receives zeros.
-    Exposes `architecture`, `latent_shape` and `denoise` like FmriLDM, so the same samplers run it.
+    A class then sits where its attributes put it, so a map that predicts the attributes (an fMRI decoder trained on
+    other classes) lands near the vectors of classes it never saw; a free per-class table gives them arbitrary
+    places. `weight` is the resulting (n_classes, dim) table, as an nn.Embedding's.
+
+    Args:
+        attributes: (n_classes, A) int64, class c's value index of each of the A attributes.
+        sizes: number of values of each attribute (A entries).
+        dim: embedding width.
     """
 
-    def __init__(self, architecture: LdmArchitecture, unet: UNet2DConditionModel, n_classes: int) -> None:
+    def __init__(self, attributes: torch.Tensor, sizes: tuple[int, ...], dim: int) -> None:
+        super().__init__()
+        self.register_buffer("attributes", attributes.long())
+        self.tables = nn.ModuleList(nn.Embedding(n, dim) for n in sizes)
+        for table in self.tables:  # the sum of A unit-variance vectors would have variance A
+            nn.init.normal_(table.weight, std=len(sizes) ** -0.5)
+
+    @property
+    def weight(self) -> torch.Tensor:
+        """(n_classes, dim) the composed class vectors."""
+        return sum(table(self.attributes[:, a]) for a, table in enumerate(self.tables))
+
+    def forward(self, labels: torch.Tensor) -> torch.Tensor:
+        """labels (N,) int64 -> (N, dim)."""
+        return self.weight[labels]
+
+
+class ClassConditionedLdm(nn.Module):
+    """label2img in miniature: a UNet denoising VQ latents, conditioned on a class through a class embedding.
+
+    The class embedding (labels (N,) -> (N, C); an nn.Embedding as the CompVis ClassEmbedder, or an
+    AttributeEmbedding) gives a one-token cross-attention context (N, 1, C). The UNet's `class_labels` input (the
+    time-conditioning path MinD-Vis adds later) receives zeros. Exposes `architecture`, `latent_shape` and `denoise`
+    like FmriLDM, so the same samplers run it.
+    """
+
+    def __init__(self, architecture: LdmArchitecture, unet: UNet2DConditionModel, class_embedding: nn.Module
+                 ) -> None:
         super().__init__()
         self.architecture = architecture
         self.unet = unet
-        self.class_embedding = nn.Embedding(n_classes, architecture.context_dim)
+        self.class_embedding = class_embedding
         self.register_buffer("alphas_cumprod", alphas_cumprod(architecture), persistent=False)
 
     @property

@@ -8,8 +8,9 @@ never the GOD / BOLD5000 images), in two phases as CompVis trained its LDMs:
     convolutional), the codebook started from encoder outputs; afterwards the latent scale is normalised to unit
     standard deviation by an exact reparametrisation, because the label2img layout fixes scale_factor 1;
 (b) the UNet on the (cached) latents of the images, conditioned on the category through a learned class embedding
-    used as a one-token cross-attention context (CompVis ClassEmbedder); eps-MSE over uniform t (optionally
-    Min-SNR weighted), written out as an exponential moving average of its weights.
+    used as a one-token cross-attention context (CompVis ClassEmbedder; optionally composed from the category's
+    shape, texture and hue, `class_embedding: attributes`); eps-MSE over uniform t (optionally Min-SNR weighted),
+    written out as an exponential moving average of its weights.
 The result is written in the CompVis label2img layout (model.ckpt + config.yaml, mindvis.checkpoints.label2img), so
 Stage B imports it exactly like the real one, with two files beside them: class_index.json (class -> wnid, name; the
 LDM's classes are the demo categories in category-table order) and recipe.json (what made it, to tell whether shipped
@@ -35,6 +36,7 @@ import pytorch_lightning as pl
 import torch
 import torch.nn.functional as F
 from diffusers import VQModel
+from torch import nn
 from torch.utils.data import DataLoader, Dataset, TensorDataset
 from tqdm.auto import tqdm
 
@@ -42,11 +44,11 @@ from mindvis.checkpoints.label2img import save_label2img
 from mindvis.config.data import DemoDataConfig
 from mindvis.config.runtime import TrainerConfig
 from mindvis.config.stage_b import LdmPretrainConfig, StageBConfig
-from mindvis.demo.images import category_table, generate_category_images, n_categories
+from mindvis.demo.images import ATTRIBUTE_SIZES, Category, category_table, generate_category_images, n_categories
 from mindvis.demo.pretrained import CLASS_INDEX_FILE, RECIPE_FILE, generator_probe, ldm_recipe
 from mindvis.evaluation.generation import labelled_grid
 from mindvis.evaluation.sampling import sample_class_images, to_model_range, to_uint8
-from mindvis.models.ldm import ClassConditionedLdm, build_unet, build_vqvae
+from mindvis.models.ldm import AttributeEmbedding, ClassConditionedLdm, build_unet, build_vqvae
 from mindvis.training.common import (
     build_trainer,
     callback_metric,
@@ -68,8 +70,8 @@ SAMPLES_PER_CLASS = 2
 VQ_DONE = "vq_trained"  # resume_dir/vq/<this>: the finished, scale-normalised VQ (diffusers save_pretrained)
 # ldm_pretrain settings the VQ phase does not read: changing only these keeps the trained autoencoder. Listed as
 # exclusions so that a setting added later retrains the VQ unless it is named here (a stale VQ is the worse error).
-UNET_ONLY_SETTINGS = frozenset({"unet_epochs", "unet_lr", "ema_decay", "min_snr_gamma", "sample_classes",
-                                "checkpoint_every_n_steps"})
+UNET_ONLY_SETTINGS = frozenset({"unet_epochs", "unet_lr", "ema_decay", "min_snr_gamma", "class_embedding",
+                                "sample_classes", "checkpoint_every_n_steps"})
 VQ_ARCHITECTURE = ("image_size", "image_channels", "latent_channels")  # besides the vq_* fields
 DEFAULT_LOG_EVERY_N_STEPS = 20
 
@@ -266,6 +268,14 @@ def vq_fingerprint(demo_cfg: DemoDataConfig, arch: Any, settings: LdmPretrainCon
                         "trainer": asdict(trainer_cfg)})
 
 
+def class_embedding(kind: str, categories: tuple[Category, ...], dim: int) -> nn.Module:
+    """The demo LDM's class embedding (labels -> (N, dim)): a free table, or composed from each category's
+    (shape, texture, hue) (see AttributeEmbedding)."""
+    if kind == "attributes":
+        return AttributeEmbedding(torch.tensor([c.attributes for c in categories]), ATTRIBUTE_SIZES, dim)
+    return nn.Embedding(len(categories), dim)
+
+
 def grid_classes(n_classes: int, n_shown: int) -> list[int]:
     """`n_shown` class indices spread evenly over 0..n_classes-1 (train and test categories alike)."""
     return sorted({int(round(i)) for i in np.linspace(0, n_classes - 1, min(n_shown, n_classes))})
@@ -317,7 +327,8 @@ def train_demo_ldm(demo_cfg: DemoDataConfig, cfg: StageBConfig, image_size: int,
     vq_dir, unet_dir = resume_dir / "vq", resume_dir / "unet"
     resume_checkpoint(vq_dir, vq_job)  # discards a VQ (finished or not) of other VQ settings
     images, labels = category_images(demo_cfg, settings.images_per_category, arch.image_size, settings.seed)
-    names = [c.name for c in category_table(demo_cfg)]
+    categories = category_table(demo_cfg)
+    names = [c.name for c in categories]
     shown = grid_classes(len(names), settings.sample_classes)
     examples = images[[int(np.flatnonzero(labels == c)[0]) for c in shown]]
     log.info("demo LDM pretraining on %d images of %d categories (%d px)", len(images), len(names), arch.image_size)
@@ -354,7 +365,8 @@ def train_demo_ldm(demo_cfg: DemoDataConfig, cfg: StageBConfig, image_size: int,
     # (b) UNet on cached latents, conditioned on the class
     latents = encode_images(vqvae, images)
     codes_used = int(torch.unique(vqvae.quantize(latents)[2][2]).numel())
-    ldm = ClassConditionedLdm(arch, build_unet(arch), n_classes=len(names))
+    ldm = ClassConditionedLdm(arch, build_unet(arch), class_embedding(settings.class_embedding, categories,
+                                                                      arch.context_dim))
     system = LabelDiffusionSystem(ldm, lr=settings.unet_lr, ema_decay=settings.ema_decay,
                                   min_snr_gamma=settings.min_snr_gamma)
     loader = DataLoader(TensorDataset(latents, torch.from_numpy(labels)), batch_size=settings.batch_size,
@@ -374,11 +386,11 @@ def train_demo_ldm(demo_cfg: DemoDataConfig, cfg: StageBConfig, image_size: int,
         "unet_steps": int(trainer.global_step), "unet_final_loss": callback_metric(trainer, "unet/loss"),
         "vq_seconds": round(vq_seconds, 2), "unet_seconds": round(unet_seconds, 2),
     }
-    class_index = {str(c.index): [c.wnid, c.name] for c in category_table(demo_cfg)}
+    class_index = {str(c.index): [c.wnid, c.name] for c in categories}
     recipe = {"recipe": ldm_recipe(demo_cfg, arch, settings), "training": summary,
               "generator_probe": generator_probe(demo_cfg, arch.image_size)}
-    save_label2img(out_dir, arch, ldm.unet, vqvae, ldm.class_embedding.weight, global_step=int(trainer.global_step),
-                   extra_files={CLASS_INDEX_FILE: json.dumps(class_index, indent=0) + "\n",
+    save_label2img(out_dir, arch, ldm.unet, vqvae, ldm.class_embedding.weight.detach(),
+                   global_step=int(trainer.global_step), extra_files={CLASS_INDEX_FILE: json.dumps(class_index, indent=0) + "\n",
                                 RECIPE_FILE: json.dumps(recipe, indent=1) + "\n"})
     if run is not None:
         run.log_metrics({k: v for k, v in summary.items() if isinstance(v, (int, float))})

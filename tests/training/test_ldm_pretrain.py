@@ -6,7 +6,9 @@ from types import SimpleNamespace
 
 import pytest
 import torch
+import torch.nn.functional as F
 from mlflow import MlflowClient
+from torch import nn
 
 import mindvis.config as config_module
 import mindvis.training.ldm_pretrain as ldm_pretrain
@@ -17,6 +19,7 @@ from mindvis.checkpoints.label2img import (
 )
 from mindvis.checkpoints.release_ldm import architecture_from_yaml, unet_from_release, vqvae_from_release
 from mindvis.checkpoints.safe_pickle import load_release_checkpoint
+from mindvis.demo.images import ATTRIBUTE_SIZES, category_table
 from mindvis.errors import CheckpointError
 from mindvis.models.ldm import ClassConditionedLdm, build_unet, build_vqvae
 from mindvis.training.common import checkpoint_dir
@@ -84,6 +87,15 @@ def test_quantisation_is_straight_through_to_the_nearest_codes():
     assert torch.equal(latents.grad, torch.ones_like(latents))  # straight-through estimator
 
 
+def attribute_misfit(table: torch.Tensor, categories) -> float:
+    """Relative residual of the best fit of a class table (n, C) as a sum of one vector per attribute value."""
+    design = torch.cat([F.one_hot(torch.tensor([c.attributes[a] for c in categories]), size).double()
+                        for a, size in enumerate(ATTRIBUTE_SIZES)], dim=1)  # (n, sum of sizes)
+    target = table.double()
+    fit = design @ torch.linalg.lstsq(design, target).solution
+    return float((target - fit).norm() / target.norm())
+
+
 def tiny_config(**settings):
     architecture = {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(TINY_LDM).items()}
     pretrain = {"images_per_category": 1, "vq_epochs": 1, "unet_epochs": 1, "batch_size": 64, "vq_crop_px": None,
@@ -128,10 +140,14 @@ def test_a_finished_vq_phase_is_not_trained_again(tmp_path, monkeypatch):
     summary = train_demo_ldm(cfg.demo_data, cfg.stage_b, 16, cfg.trainer, tmp_path / "ldm", tmp_path / "resume")
     assert summary["vq_steps"] is None and summary["unet_steps"] == 3
     # UNet settings keep the finished VQ ...
-    unet_changed = tiny_config(unet_lr=1e-4, min_snr_gamma=5.0, ema_decay=0.9)
+    unet_changed = tiny_config(unet_lr=1e-4, min_snr_gamma=5.0, ema_decay=0.9, class_embedding="attributes")
     summary = train_demo_ldm(unet_changed.demo_data, unet_changed.stage_b, 16, unet_changed.trainer, tmp_path / "ldm2",
                              tmp_path / "resume")
     assert summary["vq_steps"] is None
+    # ... and the attribute-composed class table is written as a plain label2img table, composed
+    categories = category_table(cfg.demo_data)
+    assert attribute_misfit(load_pretrained_ldm(tmp_path / "ldm2").class_embedding, categories) < 1e-5
+    assert attribute_misfit(load_pretrained_ldm(tmp_path / "ldm").class_embedding, categories) > 0.5
     # ... VQ settings discard it
     changed = tiny_config(vq_lr=1e-4)
     summary = train_demo_ldm(changed.demo_data, changed.stage_b, 16, changed.trainer, tmp_path / "ldm3",
@@ -140,7 +156,7 @@ def test_a_finished_vq_phase_is_not_trained_again(tmp_path, monkeypatch):
 
 
 def test_the_exported_unet_is_the_moving_average_of_the_trained_one():
-    ldm = ClassConditionedLdm(TINY_LDM, build_unet(TINY_LDM), n_classes=3)
+    ldm = ClassConditionedLdm(TINY_LDM, build_unet(TINY_LDM), nn.Embedding(3, TINY_LDM.context_dim))
     system = ldm_pretrain.LabelDiffusionSystem(ldm, lr=1e-3, ema_decay=0.9, min_snr_gamma=None)
     system._trainer = SimpleNamespace(global_step=10_000)  # past the warm-up: the decay is ema_decay itself
     before = [p.detach().clone() for p in ldm.parameters()]
@@ -158,7 +174,7 @@ def test_the_exported_unet_is_the_moving_average_of_the_trained_one():
 
 def test_min_snr_weighting_lowers_only_the_nearly_clean_steps():
     """Min-SNR-gamma scales each sample's eps-MSE by min(SNR, gamma) / SNR: 1 where SNR <= gamma, less above."""
-    ldm = ClassConditionedLdm(TINY_LDM, build_unet(TINY_LDM), n_classes=3)
+    ldm = ClassConditionedLdm(TINY_LDM, build_unet(TINY_LDM), nn.Embedding(3, TINY_LDM.context_dim))
     latents, labels = torch.randn(8, *ldm.latent_shape), torch.tensor([0, 1, 2, 0, 1, 2, 0, 1])
 
     def loss(gamma):
