@@ -146,6 +146,10 @@ class LdmPretrainConfig:
     class_embedding: ClassEmbeddingKind = field(default="per_class", metadata={
         "description": "per_class: one free vector per category (CompVis ClassEmbedder); attributes: the sum of one "
                        "vector per shape, texture and hue, so unseen categories sit where their attributes put them"})
+    attribute_dropout: float = field(default=0.0, metadata={
+        "minimum": 0, "exclusiveMaximum": 1,
+        "description": "with class_embedding attributes: probability of leaving one attribute vector out of a training "
+                       "sample's context, so partial contexts draw plausible objects instead of blobs"})
     sample_classes: int = field(default=8, metadata={"minimum": 1, "description": "categories in the sample grid"})
     checkpoint_every_n_steps: int = field(default=50, metadata={"minimum": 1})
     seed: int = field(default=2022, metadata={"minimum": 0})

@@ -264,14 +264,20 @@ class AttributeEmbedding(nn.Module):
     other classes) lands near the vectors of classes it never saw; a free per-class table gives them arbitrary
     places. `weight` is the resulting (n_classes, dim) table, as an nn.Embedding's.
 
+    In training mode each attribute's vector is left out of a sample's sum with probability `dropout`, so the UNet
+    also learns to draw a plausible object from partial information (an object of a known hue and any shape) instead
+    of a blob: an fMRI-predicted context is such partial information.
+
     Args:
         attributes: (n_classes, A) int64, class c's value index of each of the A attributes.
         sizes: number of values of each attribute (A entries).
         dim: embedding width.
+        dropout: probability of leaving out one attribute vector of one sample in training mode.
     """
 
-    def __init__(self, attributes: torch.Tensor, sizes: tuple[int, ...], dim: int) -> None:
+    def __init__(self, attributes: torch.Tensor, sizes: tuple[int, ...], dim: int, dropout: float = 0.0) -> None:
         super().__init__()
+        self.dropout = dropout
         self.register_buffer("attributes", attributes.long())
         self.tables = nn.ModuleList(nn.Embedding(n, dim) for n in sizes)
         for table in self.tables:  # the sum of A unit-variance vectors would have variance A
@@ -284,7 +290,11 @@ class AttributeEmbedding(nn.Module):
 
     def forward(self, labels: torch.Tensor) -> torch.Tensor:
         """labels (N,) int64 -> (N, dim)."""
-        return self.weight[labels]
+        parts = torch.stack([table(self.attributes[labels, a]) for a, table in enumerate(self.tables)], dim=1)
+        if self.training and self.dropout > 0:
+            keep = torch.rand(parts.shape[:2], device=parts.device) >= self.dropout  # (N, A)
+            parts = parts * keep[..., None]
+        return parts.sum(dim=1)
 
 
 class ClassConditionedLdm(nn.Module):

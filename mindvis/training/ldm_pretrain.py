@@ -71,7 +71,7 @@ VQ_DONE = "vq_trained"  # resume_dir/vq/<this>: the finished, scale-normalised V
 # ldm_pretrain settings the VQ phase does not read: changing only these keeps the trained autoencoder. Listed as
 # exclusions so that a setting added later retrains the VQ unless it is named here (a stale VQ is the worse error).
 UNET_ONLY_SETTINGS = frozenset({"unet_epochs", "unet_lr", "ema_decay", "min_snr_gamma", "class_embedding",
-                                "sample_classes", "checkpoint_every_n_steps"})
+                                "attribute_dropout", "sample_classes", "checkpoint_every_n_steps"})
 VQ_ARCHITECTURE = ("image_size", "image_channels", "latent_channels")  # besides the vq_* fields
 DEFAULT_LOG_EVERY_N_STEPS = 20
 
@@ -268,11 +268,12 @@ def vq_fingerprint(demo_cfg: DemoDataConfig, arch: Any, settings: LdmPretrainCon
                         "trainer": asdict(trainer_cfg)})
 
 
-def class_embedding(kind: str, categories: tuple[Category, ...], dim: int) -> nn.Module:
+def class_embedding(settings: LdmPretrainConfig, categories: tuple[Category, ...], dim: int) -> nn.Module:
     """The demo LDM's class embedding (labels -> (N, dim)): a free table, or composed from each category's
-    (shape, texture, hue) (see AttributeEmbedding)."""
-    if kind == "attributes":
-        return AttributeEmbedding(torch.tensor([c.attributes for c in categories]), ATTRIBUTE_SIZES, dim)
+    (shape, texture, hue) with `attribute_dropout` (see AttributeEmbedding)."""
+    if settings.class_embedding == "attributes":
+        return AttributeEmbedding(torch.tensor([c.attributes for c in categories]), ATTRIBUTE_SIZES, dim,
+                                  dropout=settings.attribute_dropout)
     return nn.Embedding(len(categories), dim)
 
 
@@ -365,8 +366,7 @@ def train_demo_ldm(demo_cfg: DemoDataConfig, cfg: StageBConfig, image_size: int,
     # (b) UNet on cached latents, conditioned on the class
     latents = encode_images(vqvae, images)
     codes_used = int(torch.unique(vqvae.quantize(latents)[2][2]).numel())
-    ldm = ClassConditionedLdm(arch, build_unet(arch), class_embedding(settings.class_embedding, categories,
-                                                                      arch.context_dim))
+    ldm = ClassConditionedLdm(arch, build_unet(arch), class_embedding(settings, categories, arch.context_dim))
     system = LabelDiffusionSystem(ldm, lr=settings.unet_lr, ema_decay=settings.ema_decay,
                                   min_snr_gamma=settings.min_snr_gamma)
     loader = DataLoader(TensorDataset(latents, torch.from_numpy(labels)), batch_size=settings.batch_size,

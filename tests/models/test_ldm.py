@@ -8,6 +8,7 @@ import torch
 from mindvis.config.stage_b import LdmArchitecture
 from mindvis.errors import ConfigError
 from mindvis.models.ldm import (
+    AttributeEmbedding,
     SAMPLERS,
     FmriLDM,
     assemble_fmri_ldm,
@@ -184,3 +185,21 @@ def test_the_fmri_reaches_the_noise_prediction_once_trained():
         own = model.training_loss(images.repeat(8, 1, 1, 1), fmri.repeat(8, 1), noise=noise, t=t)
         swapped = model.training_loss(images.repeat(8, 1, 1, 1), fmri.flip(0).repeat(8, 1), noise=noise, t=t)
     assert swapped > 1.5 * own
+
+
+def test_attribute_embedding_leaves_attributes_out_only_in_training():
+    """Training contexts are sums over random subsets of a class's attribute vectors; evaluation uses them all."""
+    torch.manual_seed(0)
+    attributes = torch.tensor([[0, 1], [1, 0]])
+    embedding = AttributeEmbedding(attributes, (2, 2), dim=4, dropout=0.5)
+    labels = torch.tensor([0, 1] * 200)
+    parts = [table(attributes[labels, a]) for a, table in enumerate(embedding.tables)]
+    subsets = {"none": torch.zeros_like(parts[0]), "first": parts[0], "second": parts[1], "both": parts[0] + parts[1]}
+    with torch.no_grad():
+        drawn = embedding.train()(labels)
+        matches = [{name for name, value in subsets.items() if torch.allclose(drawn[row], value[row])}
+                   for row in range(len(labels))]
+        assert all(matches)  # every training context is the sum of a subset of its class's attribute vectors
+        assert set().union(*matches) == set(subsets)  # and every subset occurs
+        assert torch.equal(embedding.eval()(labels), embedding.weight[labels])
+        assert torch.allclose(embedding.weight[labels], subsets["both"])
