@@ -134,7 +134,8 @@ def _merge_nulls(node: dict[str, Any], defaults: dict[str, Any]) -> None:
             child = node.get(key)
             if child is None:
                 child = node[key] = {}
-            _merge_nulls(child, value)
+            if isinstance(child, dict):  # a user's plain number where the preset has one per dataset stays as is
+                _merge_nulls(child, value)
         elif node.get(key) is None:
             node[key] = copy.deepcopy(value)
 

@@ -19,6 +19,7 @@ from mindvis.errors import ConfigError
 
 SamplerName = Literal["plms", "ddim", "dpmpp"]
 ClassEmbeddingKind = Literal["per_class", "attributes"]
+ConditioningInit = Literal["reference", "class_mean"]
 
 # Denoising steps used when `sampling.steps` is null: PLMS as the reference (250); DDIM and DPM-Solver++ reach
 # comparable quality in fewer steps.
@@ -160,9 +161,13 @@ class StageBTrainingConfig:
     """Fine-tuning of the conditioning stage + UNet cross-attention (paper preset = MinD-Vis)."""
 
     learning_rate: float | None = field(default=None, metadata={"exclusiveMinimum": 0})
+    unet_learning_rate: float | None = field(default=None, metadata={
+        "minimum": 0, "description": "AdamW rate of the pretrained UNet cross-attention layers Stage B tunes; "
+                                     "null = learning_rate (the reference: one rate for every trainable tensor)"})
     weight_decay: float = field(default=0.01, metadata={
         "minimum": 0, "description": "AdamW decay on every trainable tensor (the reference's AdamW default)"})
-    epochs: int | None = field(default=None, metadata={"minimum": 1})
+    epochs: int | dict[str, int] | None = field(default=None, metadata={
+        "description": "passes over the training pairs: one number, or per dataset (GOD: 5, BOLD5000: 20)"})
     batch_size: dict[str, int] | None = field(default=None, metadata={
         "description": "per dataset and device (the reference uses 5 for GOD, 25 for BOLD5000)"})
     grad_clip: float | None = field(default=0.5, metadata={"exclusiveMinimum": 0,
@@ -173,10 +178,15 @@ class StageBTrainingConfig:
     val_items: int | None = field(default=None, metadata={
         "minimum": 0, "description": "training pairs held out for validation sampling (never test data); 0 = none"})
     val_every_n_epochs: int | None = field(default=None, metadata={"minimum": 1})
+    keep: Literal["best", "last"] | None = field(default=None, metadata={
+        "description": "weights written out: best (the reference: best validation pixel correlation) | last"})
     val_steps: int | None = field(default=None, metadata={
         "minimum": 1, "description": "sampler steps of validation samples (sampling.scheduler)"})
     checkpoint_every_n_steps: int | None = field(default=None, metadata={
         "minimum": 1, "description": "how often the resume checkpoint is refreshed"})
+    conditioning_init: ConditioningInit | None = field(default=None, metadata={
+        "description": "reference: fresh token mapper and time head (PyTorch default init) | class_mean: every "
+                       "context token starts at the LDM's mean class vector, the time head at zero"})
     seed: int = 2022
 
 
@@ -228,15 +238,17 @@ STAGE_B_PRESETS: dict[str, dict] = {
                          "context_dim": 512, "vq_channels": 128, "vq_channel_mult": [1, 2, 4],
                          "vq_num_res_blocks": 2, "vq_num_embeddings": 8192, "beta_start": 0.0015, "beta_end": 0.0195},
         "training": {"learning_rate": 5.3e-5, "epochs": 500, "batch_size": {"GOD": 5, "BOLD5000": 25},
-                     "val_items": 5, "val_every_n_epochs": 10, "val_steps": 50, "checkpoint_every_n_steps": 500},
+                     "val_items": 5, "val_every_n_epochs": 10, "val_steps": 50, "checkpoint_every_n_steps": 500,
+                     "conditioning_init": "reference", "keep": "best"},
         "sampling": {"scheduler": "plms", "n_samples": 5},
     },
     "demo": {
         "architecture": {"model_channels": 64, "channel_mult": [1, 2], "attention_resolutions": [2],
                          "context_dim": 64, "vq_channels": 64, "vq_channel_mult": [1, 1, 2],
                          "vq_num_res_blocks": 1, "vq_num_embeddings": 1024, "beta_start": 0.00085, "beta_end": 0.012},
-        "training": {"learning_rate": 1e-3, "epochs": 3, "batch_size": {"GOD": 8, "BOLD5000": 8},
-                     "val_items": 4, "val_every_n_epochs": 1, "val_steps": 10, "checkpoint_every_n_steps": 25},
+        "training": {"learning_rate": 1e-3, "epochs": {"GOD": 5, "BOLD5000": 20}, "batch_size": {"GOD": 8, "BOLD5000": 8},
+                     "val_items": 4, "val_every_n_epochs": 1, "val_steps": 10, "checkpoint_every_n_steps": 25,
+                     "conditioning_init": "class_mean", "keep": "last", "unet_learning_rate": 1e-5},
         "sampling": {"scheduler": "ddim", "steps": 20, "n_samples": 2},
     },
 }

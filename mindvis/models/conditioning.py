@@ -32,6 +32,21 @@ class TokenMapper(nn.Module):
         )
         self.dim_mapper = nn.Linear(token_dim, context_dim)
 
+    @torch.no_grad()
+    def start_at(self, vector: torch.Tensor, fmri_scale: float = 0.1) -> None:
+        """Re-initialise so that every context token starts at `vector` (C,) plus a small fMRI-dependent part.
+
+        The 77 output rows of the second token mix are made identical (their mean), so all tokens start equal, as a
+        label2img class context (one token) is; the D -> C map keeps `fmri_scale` of its random weights and takes
+        `vector` as its bias. A pretrained class-conditioned UNet then starts on familiar ground (an average class)
+        instead of 77 unrelated random tokens, which it renders as blobs.
+        """
+        mix = self.channel_mapper[1]
+        mix.weight.copy_(mix.weight.mean(0, keepdim=True).expand_as(mix.weight))
+        mix.bias.fill_(float(mix.bias.mean()))
+        self.dim_mapper.weight.mul_(fmri_scale)
+        self.dim_mapper.bias.copy_(vector)
+
     def forward(self, tokens: torch.Tensor) -> torch.Tensor:
         """tokens (N, L, D) -> context (N, 77, C)."""
         mixed = self.channel_mapper(tokens)  # (N, 77, D): Conv1d treats the token axis as channels
@@ -71,6 +86,13 @@ class TimeConditioningHead(nn.Module):
             nn.Conv1d(CONTEXT_TOKENS // 2, 1, kernel_size=1),
         )
         self.projection = nn.Linear(context_dim, time_embed_dim)
+
+    @torch.no_grad()
+    def start_silent(self) -> None:
+        """Zero the output projection: the head adds nothing to the timestep embedding until training moves it, so
+        the pretrained UNet's time embedding (which never saw such an input) starts undisturbed."""
+        self.projection.weight.zero_()
+        self.projection.bias.zero_()
 
     def forward(self, context: torch.Tensor) -> torch.Tensor:
         """context (N, 77, C) -> time conditioning (N, E)."""

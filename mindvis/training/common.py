@@ -213,14 +213,16 @@ def require_settings(settings: Any, path: str, *names: str) -> None:
                           expected="values (presets fill them when the config is resolved)")
 
 
-def dataset_batch_size(batch_sizes: Mapping[str, int], dataset_name: str, path: str) -> int:
-    """The batch size configured at `path` (a mapping dataset -> size) for `dataset_name`, or a ConfigError."""
-    batch_size = batch_sizes.get(dataset_name)
-    if batch_size is None:
-        raise ConfigError("no batch size for this dataset", path=path, value=dataset_name,
-                          expected=f"one of {sorted(batch_sizes)}",
-                          hint=f"add {dataset_name}: <batch size> under {path}")
-    return batch_size
+def per_dataset(setting: int | Mapping[str, int], dataset_name: str, path: str, what: str) -> int:
+    """The value of a setting at `path` for `dataset_name`: the number itself, or its entry in a mapping
+    dataset -> value (a ConfigError naming `what`, e.g. "batch size", when the dataset has none)."""
+    if isinstance(setting, int):
+        return setting
+    value = setting.get(dataset_name)
+    if value is None:
+        raise ConfigError(f"no {what} for this dataset", path=path, value=dataset_name,
+                          expected=f"one of {sorted(setting)}", hint=f"add {dataset_name}: <{what}> under {path}")
+    return value
 
 
 def log_every_n_steps(run: Any, default: int) -> int:

@@ -39,11 +39,11 @@ from mindvis.training.common import (
     build_trainer,
     callback_metric,
     clear_resume_state,
-    dataset_batch_size,
     file_signature,
     fingerprint,
     log_every_n_steps,
     make_adamw,
+    per_dataset,
     require_settings,
     resume_checkpoint,
     training_callbacks,
@@ -255,7 +255,7 @@ def train_stage_a_finetune(subject_dir: str | os.PathLike[str], init_checkpoint:
     require_settings(settings, "stage_a.finetune", "epochs", "warmup_epochs", "batch_size", "lr")
     subject_dir = Path(subject_dir)
     dataset_name = subject_dir.parent.name
-    batch_size = dataset_batch_size(settings.batch_size, dataset_name, "stage_a.finetune.batch_size")
+    batch_size = per_dataset(settings.batch_size, dataset_name, "stage_a.finetune.batch_size", "batch size")
     pl.seed_everything(settings.seed, workers=True, verbose=False)
     model = load_mbm(init_checkpoint).train()
     selections = read_selections([subject_dir], select_test_rows)

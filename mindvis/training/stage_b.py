@@ -30,7 +30,7 @@ from mindvis.config.runtime import TrainerConfig
 from mindvis.config.stage_b import StageBConfig
 from mindvis.data.contract import read_subject
 from mindvis.data.pairs import FmriImagePairs, PairDataModule, hold_out, stimulus_image_size, train_rows
-from mindvis.errors import CheckpointError
+from mindvis.errors import CheckpointError, ConfigError
 from mindvis.evaluation.generation import sample_grid
 from mindvis.evaluation.sampling import denoise_latents, initial_latent, to_uint8
 from mindvis.models.ldm import FmriLDM, assemble_fmri_ldm
@@ -38,11 +38,11 @@ from mindvis.training.common import (
     build_trainer,
     callback_metric,
     clear_resume_state,
-    dataset_batch_size,
     file_signature,
     fingerprint,
     log_every_n_steps,
     make_adamw,
+    per_dataset,
     require_settings,
     resume_checkpoint,
     training_callbacks,
@@ -70,6 +70,7 @@ class StageBSystem(pl.LightningModule):
     Args:
         model: the DC-LDM; `apply_trainable_split` is applied here (encoder, token mapper, time head, UNet attn2/norm2).
         lr, weight_decay: AdamW (betas 0.9/0.999, decay on every trainable tensor, as the reference).
+        unet_lr: rate of the UNet's cross-attention tensors; None = `lr` (the reference's single rate).
         val_scheduler, val_steps: sampler of the validation samples; one sample per held-out pair, started from
             `initial_latent(seed, item, 0)`, so every validation samples from the same noise.
         seed: of the validation noise.
@@ -77,12 +78,13 @@ class StageBSystem(pl.LightningModule):
     """
 
     def __init__(self, model: FmriLDM, *, lr: float, weight_decay: float, val_scheduler: str, val_steps: int,
-                 seed: int, run: Any = None) -> None:
+                 seed: int, run: Any = None, unet_lr: float | None = None) -> None:
         super().__init__()
         self.model = model
         self.trainable = [f"model.{name}" for name in model.apply_trainable_split()]
         self.model.train()  # loaders return eval-mode modules; Lightning keeps the modes it is given
         self.lr, self.weight_decay = lr, weight_decay
+        self.unet_lr = lr if unet_lr is None else unet_lr
         self.val_scheduler, self.val_steps, self.seed = val_scheduler, val_steps, seed
         self.run = run
         self.start_step = 0
@@ -126,8 +128,14 @@ class StageBSystem(pl.LightningModule):
         self.run.log_image(grid, artifact_file)
 
     def configure_optimizers(self) -> torch.optim.Optimizer:
-        params = [p for p in self.model.parameters() if p.requires_grad]
-        return make_adamw([{"params": params, "weight_decay": self.weight_decay}], self.lr, betas=ADAMW_BETAS)
+        # Two groups: the conditioning stage (encoder, token mapper, time head) and the pretrained UNet's
+        # cross-attention, which may be tuned more gently than the freshly initialised conditioning.
+        trainable = [(name, p) for name, p in self.model.named_parameters() if p.requires_grad]
+        unet = [p for name, p in trainable if name.startswith("unet.")]
+        conditioning = [p for name, p in trainable if not name.startswith("unet.")]
+        groups = [{"params": conditioning, "weight_decay": self.weight_decay},
+                  {"params": unet, "weight_decay": self.weight_decay, "lr": self.unet_lr}]
+        return make_adamw(groups, self.lr, betas=ADAMW_BETAS)
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         # The frozen UNet / VQ come from the pretrained LDM again on resume: storing them would multiply the size
@@ -150,11 +158,25 @@ def load_trainable_weights(system: StageBSystem, path: str | os.PathLike[str]) -
 
 
 def build_stage_b_model(encoder_checkpoint: str | os.PathLike[str], pretrained_ldm: str | os.PathLike[str],
-                        image_size: int) -> FmriLDM:
-    """The DC-LDM to fine-tune: pretrained UNet + VQ at `image_size` px, the A2 encoder, a fresh conditioning head."""
+                        image_size: int, conditioning_init: str = "reference") -> FmriLDM:
+    """The DC-LDM to fine-tune: pretrained UNet + VQ at `image_size` px, the A2 encoder, a fresh conditioning head.
+
+    `conditioning_init` "reference" keeps PyTorch's default init of the token mapper and time head (the
+    reference); "class_mean" starts every context token at the mean of the LDM's class table and the time head at
+    zero (`TokenMapper.start_at`, `TimeConditioningHead.start_silent`).
+    """
     encoder = load_fmri_encoder(encoder_checkpoint)
     pretrained = load_pretrained_ldm(pretrained_ldm, image_size=image_size)
-    return assemble_fmri_ldm(pretrained.architecture, pretrained.unet, pretrained.vqvae, encoder)
+    model = assemble_fmri_ldm(pretrained.architecture, pretrained.unet, pretrained.vqvae, encoder)
+    if conditioning_init == "class_mean":
+        if pretrained.class_embedding is None:
+            raise ConfigError("the pretrained LDM has no class table to start the conditioning from",
+                              path="stage_b.training.conditioning_init", value=conditioning_init,
+                              expected="an LDM with a class embedder (label2img) for class_mean",
+                              hint=f"{pretrained_ldm} has none: set conditioning_init: reference")
+        model.conditioner.mapper.start_at(pretrained.class_embedding.mean(0))
+        model.time_head.start_silent()
+    return model
 
 
 def train_stage_b(subject_dir: str | os.PathLike[str], encoder_checkpoint: str | os.PathLike[str],
@@ -176,13 +198,15 @@ def train_stage_b(subject_dir: str | os.PathLike[str], encoder_checkpoint: str |
         summary figures (pairs, parameters, steps, losses, best validation score, seconds).
     """
     settings = cfg.training
-    require_settings(settings, "stage_b.training", "learning_rate", "epochs", "batch_size", "val_items", "val_every_n_epochs", "val_steps",
-             "checkpoint_every_n_steps")
+    require_settings(settings, "stage_b.training", "learning_rate", "epochs", "batch_size", "val_items",
+                     "val_every_n_epochs", "val_steps", "checkpoint_every_n_steps", "conditioning_init", "keep")
     subject_dir, out_dir, resume_dir = Path(subject_dir), Path(out_dir), Path(resume_dir)
-    batch_size = dataset_batch_size(settings.batch_size, subject_dir.parent.name, "stage_b.training.batch_size")
+    dataset = subject_dir.parent.name
+    batch_size = per_dataset(settings.batch_size, dataset, "stage_b.training.batch_size", "batch size")
+    epochs = per_dataset(settings.epochs, dataset, "stage_b.training.epochs", "epoch count")
     pl.seed_everything(settings.seed, workers=True, verbose=False)
     image_size = cfg.architecture.image_size or stimulus_image_size(subject_dir)
-    model = build_stage_b_model(encoder_checkpoint, pretrained_ldm, image_size)
+    model = build_stage_b_model(encoder_checkpoint, pretrained_ldm, image_size, settings.conditioning_init)
     encoder_arch = model.conditioner.encoder.arch
 
     subject = read_subject(subject_dir, mmap=True)
@@ -197,14 +221,15 @@ def train_stage_b(subject_dir: str | os.PathLike[str], encoder_checkpoint: str |
     log.info("Stage B on %s: %d training pairs, %d held out; %d px images; %d voxels -> %d tokens", subject_dir,
              len(train_set), len(val_rows), image_size, encoder_arch.num_voxels, encoder_arch.num_patches)
 
-    system = StageBSystem(model, lr=settings.learning_rate, weight_decay=settings.weight_decay,
+    system = StageBSystem(model, lr=settings.learning_rate, unet_lr=settings.unet_learning_rate,
+                          weight_decay=settings.weight_decay,
                           val_scheduler=cfg.sampling.resolved_scheduler, val_steps=settings.val_steps,
                           seed=settings.seed, run=run)
     has_val = val_set is not None
     log_every = log_every_n_steps(run, DEFAULT_LOG_EVERY_N_STEPS)
     callbacks, best = training_callbacks(resume_dir, settings.checkpoint_every_n_steps, log_every,
-                                         best_by=(VAL_METRIC, "max") if has_val else None)
-    trainer = build_trainer(trainer_cfg, max_epochs=settings.epochs, callbacks=callbacks,
+                                         best_by=(VAL_METRIC, "max") if has_val and settings.keep == "best" else None)
+    trainer = build_trainer(trainer_cfg, max_epochs=epochs, callbacks=callbacks,
                             logger=run.lightning_logger() if run is not None else False,
                             log_every_n_steps=log_every, gradient_clip_val=settings.grad_clip,
                             default_root_dir=resume_dir, has_validation=has_val,
@@ -231,7 +256,8 @@ def train_stage_b(subject_dir: str | os.PathLike[str], encoder_checkpoint: str |
         "n_train": len(train_set), "n_val": len(val_rows), "image_size": image_size, **parameters,
         "global_step": int(trainer.global_step), "epochs": int(trainer.current_epoch),
         "final_train_loss": callback_metric(trainer, "train/loss"), "best_val_pixel_corr": best_score,
-        "resumed_from_step": system.start_step, "seconds": round(seconds, 2),
+        "kept": "best" if best_score is not None else "last", "resumed_from_step": system.start_step,
+        "seconds": round(seconds, 2),
     }
     if trainer.is_global_zero:
         model.to("cpu")

@@ -16,6 +16,7 @@ from mindvis.data.contract import read_subject
 from mindvis.data.pairs import FmriImagePairs, train_rows
 from mindvis.errors import CheckpointError, ConfigError
 from mindvis.tracking import open_job_run_for_tests
+from mindvis.training.common import per_dataset
 from mindvis.training.stage_b import StageBSystem, build_stage_b_model, pixel_correlation, train_stage_b
 from tests.killed_jobs import kill_after_first_checkpoint, rerun_to_completion
 from tests.stage_b_helpers import write_pretrained_ldm, write_stage_a2, write_task_subject
@@ -66,6 +67,62 @@ def test_one_step_changes_only_trainable_tensors(inputs):
     assert any(".attn2.to_k." in k for k in changed)
 
 
+def test_class_mean_start_is_the_pretrained_ldm_told_the_mean_class(inputs):
+    """With conditioning_init class_mean, Stage B starts from the label2img model given its average class: every
+    context token at the class table's mean (plus a small fMRI part) and nothing added to the time embedding."""
+    from torch import nn
+
+    from mindvis.checkpoints.label2img import load_pretrained_ldm
+    from mindvis.models.ldm import ClassConditionedLdm
+
+    model = build_stage_b_model(inputs["encoder"], inputs["ldm"], image_size=16, conditioning_init="class_mean")
+    table = load_pretrained_ldm(inputs["ldm"]).class_embedding
+    fmri = torch.randn(3, 50)
+    with torch.no_grad():
+        context, time_cond = model.condition(fmri)
+        assert torch.allclose(context, context[:, :1].expand_as(context), atol=1e-6)  # 77 equal tokens
+        assert not torch.allclose(context[0], context[1])  # still a function of the fMRI
+        assert torch.equal(time_cond, torch.zeros_like(time_cond))
+        model.conditioner.mapper.start_at(table.mean(0), fmri_scale=0.0)  # the fMRI part off: exactly the class
+        x_t, t = torch.randn(3, *model.latent_shape), torch.tensor([10, 500, 900])
+        mean_class = ClassConditionedLdm(model.architecture, model.unet, nn.Embedding.from_pretrained(table.mean(0)[None]))
+        expected = mean_class.denoise(x_t, t, *mean_class.condition(torch.zeros(3, dtype=torch.long)))
+        assert torch.allclose(model.predict_noise(x_t, t, fmri), expected, atol=1e-5)
+    reference = build_stage_b_model(inputs["encoder"], inputs["ldm"], image_size=16)
+    assert reference.time_head(reference.conditioner(fmri)).abs().sum() > 0  # the reference start differs
+
+
+def test_class_mean_start_needs_a_class_table(inputs, tmp_path):
+    import shutil
+
+    from mindvis.checkpoints.release_ldm import CLASS_EMBEDDING_KEY
+
+    ldm = shutil.copytree(inputs["ldm"], tmp_path / "ldm")
+    checkpoint = torch.load(ldm / "model.ckpt", weights_only=True)
+    del checkpoint["state_dict"][CLASS_EMBEDDING_KEY]
+    torch.save(checkpoint, ldm / "model.ckpt")
+    with pytest.raises(ConfigError, match="no class table") as error:
+        build_stage_b_model(inputs["encoder"], ldm, image_size=16, conditioning_init="class_mean")
+    assert "conditioning_init: reference" in str(error.value)
+
+
+def test_unet_learning_rate_tunes_the_cross_attention_at_its_own_rate(inputs):
+    model = build_stage_b_model(inputs["encoder"], inputs["ldm"], image_size=16)
+    system = StageBSystem(model, lr=1e-2, unet_lr=0.0, weight_decay=0.01, val_scheduler="ddim", val_steps=2,
+                          seed=0).train()
+    pairs = FmriImagePairs(inputs["subject"], np.arange(4), 64, 16, 16)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    optimizer = system.configure_optimizers()
+    model.training_loss(torch.stack([pairs[i]["image"] for i in range(4)]),
+                        torch.stack([pairs[i]["fmri"] for i in range(4)]),
+                        generator=torch.Generator().manual_seed(0)).backward()
+    optimizer.step()
+    changed = {k for k, v in model.state_dict().items() if not torch.equal(v, before[k])}
+    assert "conditioner.mapper.dim_mapper.weight" in changed
+    assert not any(k.startswith("unet.") for k in changed)  # rate 0: the pretrained cross-attention stays
+    assert [group["lr"] for group in optimizer.param_groups] == [1e-2, 0.0]
+
+
 def test_checkpoints_hold_only_trainable_tensors(inputs):
     model = build_stage_b_model(inputs["encoder"], inputs["ldm"], image_size=16)
     system = StageBSystem(model, lr=1e-3, weight_decay=0.01, val_scheduler="ddim", val_steps=2, seed=0)
@@ -84,7 +141,7 @@ def test_pixel_correlation():
 
 
 def test_stage_b_trains_validates_and_writes_the_own_format(inputs, tmp_path):
-    cfg = stage_b_config()
+    cfg = stage_b_config(keep="best", unet_learning_rate=1e-3)
     out, resume = tmp_path / "stage_b", tmp_path / ".resume"
     with open_job_run_for_tests(tmp_path / "mlruns") as run:
         run.target = dataclasses.replace(run.target, log_every_n_steps=1)
@@ -92,7 +149,7 @@ def test_stage_b_trains_validates_and_writes_the_own_format(inputs, tmp_path):
                                 resume, run=run)
     assert (summary["n_train"], summary["n_val"], summary["image_size"]) == (12, 4, 16)
     assert summary["global_step"] == 2 * 3  # 12 pairs / batch 4, 2 epochs
-    assert -1.0 <= summary["best_val_pixel_corr"] <= 1.0
+    assert summary["best_val_pixel_corr"] is not None and summary["kept"] == "best"
     assert 0 < summary["trainable_parameters"] < summary["parameters"]
     assert not resume.exists()  # resume state cleared after success
     model = load_stage_b(out)
@@ -110,6 +167,21 @@ def test_stage_b_trains_validates_and_writes_the_own_format(inputs, tmp_path):
     assert len(grids) == 2 and all(p.endswith(".png") for p in grids)  # one per validation (every epoch)
 
 
+def test_keep_last_writes_the_final_weights_and_still_validates(inputs, tmp_path):
+    """keep: last (the demo preset) writes the weights of the last step; validation grids are still logged."""
+    cfg = stage_b_config(keep="last", epochs=1)
+    with open_job_run_for_tests(tmp_path / "mlruns") as run:
+        summary = train_stage_b(inputs["subject"], inputs["encoder"], inputs["ldm"], tmp_path / "last", cfg.stage_b,
+                                cfg.trainer, tmp_path / ".resume", run=run)
+    assert summary["kept"] == "last" and summary["best_val_pixel_corr"] is None
+    assert [a.path for a in MlflowClient(tracking_uri=run.target.uri).list_artifacts(run.run_id, "validation")]
+    cfg = stage_b_config(keep="last", epochs=2)  # same seed: one more epoch must change the written weights
+    train_stage_b(inputs["subject"], inputs["encoder"], inputs["ldm"], tmp_path / "last2", cfg.stage_b, cfg.trainer,
+                  tmp_path / ".resume2")
+    one, two = load_stage_b(tmp_path / "last").state_dict(), load_stage_b(tmp_path / "last2").state_dict()
+    assert not torch.equal(one["conditioner.mapper.dim_mapper.weight"], two["conditioner.mapper.dim_mapper.weight"])
+
+
 def test_held_out_pairs_are_training_rows_never_test_rows(inputs):
     subject = read_subject(inputs["subject"])
     assert set(subject.samples["split"].iloc[train_rows(subject)]) == {"train"}
@@ -120,6 +192,10 @@ def test_configuration_errors(inputs, tmp_path):
     cfg = stage_b_config()
     with pytest.raises(ConfigError, match="batch size"):
         train_stage_b(other, inputs["encoder"], inputs["ldm"], tmp_path / "o", cfg.stage_b, cfg.trainer, tmp_path / "r")
+    with pytest.raises(ConfigError, match="no epoch count for this dataset") as error:
+        per_dataset({"GOD": 5}, "NSD", "stage_b.training.epochs", "epoch count")
+    assert "add NSD: <epoch count> under stage_b.training.epochs" in str(error.value)
+    assert per_dataset(7, "NSD", "stage_b.training.epochs", "epoch count") == 7
     cfg = stage_b_config(val_items=16)
     with pytest.raises(ConfigError, match="val_items"):
         train_stage_b(inputs["subject"], inputs["encoder"], inputs["ldm"], tmp_path / "o", cfg.stage_b, cfg.trainer,
