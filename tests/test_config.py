@@ -56,6 +56,13 @@ def test_invalid_config_names_the_key(raw, key_path):
     assert key_path in str(err.value)
 
 
+def test_attribute_dropout_without_attributes_is_refused():
+    raw = {"stage_b": {"ldm_pretrain": {"class_embedding": "per_class", "attribute_dropout": 0.25}}}
+    with pytest.raises(ConfigError, match="attribute_dropout needs a composed class embedding") as error:
+        resolve(raw)
+    assert "class_embedding: attributes" in str(error.value)
+
+
 def test_unknown_top_level_key_lists_allowed_keys():
     with pytest.raises(ConfigError, match="unknown key") as err:
         resolve({"result_root": "x"})

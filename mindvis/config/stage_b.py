@@ -155,6 +155,13 @@ class LdmPretrainConfig:
     checkpoint_every_n_steps: int = field(default=50, metadata={"minimum": 1})
     seed: int = field(default=2022, metadata={"minimum": 0})
 
+    def __post_init__(self) -> None:
+        if self.attribute_dropout > 0 and self.class_embedding != "attributes":
+            raise ConfigError("attribute_dropout needs a composed class embedding",
+                              path="stage_b.ldm_pretrain.attribute_dropout", value=self.attribute_dropout,
+                              expected="0.0 with class_embedding: per_class",
+                              hint="set class_embedding: attributes, or attribute_dropout: 0.0")
+
 
 @dataclass(frozen=True)
 class StageBTrainingConfig:
