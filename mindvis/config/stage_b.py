@@ -174,7 +174,7 @@ class StageBTrainingConfig:
     weight_decay: float = field(default=0.01, metadata={
         "minimum": 0, "description": "AdamW decay on every trainable tensor (the reference's AdamW default)"})
     epochs: int | dict[str, int] | None = field(default=None, metadata={
-        "description": "passes over the training pairs: one number, or per dataset (GOD: 5, BOLD5000: 20)"})
+        "minimum": 1, "description": "passes over the training pairs: one number, or per dataset (GOD: 5, ...)"})
     batch_size: dict[str, int] | None = field(default=None, metadata={
         "description": "per dataset and device (the reference uses 5 for GOD, 25 for BOLD5000)"})
     grad_clip: float | None = field(default=0.5, metadata={"exclusiveMinimum": 0,
@@ -253,7 +253,8 @@ STAGE_B_PRESETS: dict[str, dict] = {
         "architecture": {"model_channels": 64, "channel_mult": [1, 2], "attention_resolutions": [2],
                          "context_dim": 64, "vq_channels": 64, "vq_channel_mult": [1, 1, 2],
                          "vq_num_res_blocks": 1, "vq_num_embeddings": 1024, "beta_start": 0.00085, "beta_end": 0.012},
-        "training": {"learning_rate": 1e-3, "epochs": {"GOD": 5, "BOLD5000": 20}, "batch_size": {"GOD": 8, "BOLD5000": 8},
+        "training": {"learning_rate": 1e-3, "epochs": {"GOD": 5, "BOLD5000": 20},
+                     "batch_size": {"GOD": 8, "BOLD5000": 8},
                      "val_items": 4, "val_every_n_epochs": 1, "val_steps": 10, "checkpoint_every_n_steps": 25,
                      "conditioning_init": "class_mean", "keep": "last", "unet_learning_rate": 1e-5},
         "sampling": {"scheduler": "ddim", "steps": 20, "n_samples": 2},
