@@ -139,8 +139,9 @@ def test_weight_decay_groups_match_the_reference_optimizer():
 
 
 def test_pretrain_then_finetune_write_own_format_and_log_to_mlflow(contract, tmp_path):
-    cfg = demo_config(pretrain={"epochs": 10, "batch_size": 16, "val_fraction": 0.1, "lr": 2e-3},
-                      finetune={"epochs": 2})
+    # the reference's 16-voxel patches (the demo preset's 320 would leave these tiny inputs one or two tokens)
+    cfg = demo_config(model={"patch_size": 16}, pretrain={"epochs": 10, "batch_size": 16, "val_fraction": 0.1,
+                                                          "lr": 2e-3}, finetune={"epochs": 2})
     out = tmp_path / "stage_a" / "pretrain"
     with open_job_run_for_tests(tmp_path / "mlruns") as run:
         summary = train_stage_a_pretrain([*contract["hcp"], contract["god"]], out, cfg.stage_a,
