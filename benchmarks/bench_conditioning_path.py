@@ -95,17 +95,6 @@ class MeanContextToken(nn.Module):
         return self.conditioner(fmri).mean(1)
 
 
-class PaddedLinear(nn.Module):
-    """A linear map of the voxels (N, V) -> (N, C): what a ridge decoder is, trained like the other arms."""
-
-    def __init__(self, n_voxels: int, context_dim: int) -> None:
-        super().__init__()
-        self.linear = nn.Linear(n_voxels, context_dim)
-
-    def forward(self, fmri: torch.Tensor) -> torch.Tensor:
-        return self.linear(fmri)
-
-
 def encoder_arch(n_voxels: int, patch_size: int) -> MbmArchitecture:
     """The demo encoder's size with `patch_size`, over the subject's voxels padded to the patch size."""
     model = {k: v for k, v in STAGE_A_PRESETS["demo"]["model"].items() if not k.startswith("decoder_")}
@@ -146,7 +135,8 @@ def main() -> None:
             **fit(MeanContextToken(arch, table.shape[1]), (padded[0], data[1], padded[1], data[3], table),
                   args.steps, args.seed)}
     torch.manual_seed(args.seed)
-    result["arms"]["linear_from_voxels"] = fit(PaddedLinear(n_voxels, table.shape[1]), data, args.steps, args.seed)
+    # a linear map of the voxels, what a ridge decoder is, trained like the other arms
+    result["arms"]["linear_from_voxels"] = fit(nn.Linear(n_voxels, table.shape[1]), data, args.steps, args.seed)
     result.update(seconds=round(time.perf_counter() - started, 1), threads=args.threads,
                   machine=platform.processor() or platform.machine())
     print(json.dumps(result, indent=2))

@@ -76,12 +76,9 @@ class StageAConfig:
 
 
 # The demo departs from the paper's 16-voxel patches: Stage B's token mapper reads the encoder's tokens through one
-# projection shared by every token, so with a 2-block, 64-wide encoder each context token sees little more than a
-# weighted sum of 16-voxel patches (the same weight for voxel k of every patch). Trained by regression straight onto
-# the demo LDM's class vectors (benchmarks/bench_conditioning_path.py, GOD sbj_3), that path barely leaves the class
-# mean on its own training data (r 0.44; the mean alone 0.35), while with 320-voxel patches it fits them (0.84) and
-# reaches unseen classes as a linear map of the voxels does (test r 0.42 vs 0.46). The paper's 24-block, 1024-wide
-# encoder mixes patches before the mapper reads them.
+# projection shared by every token, so behind a 2-block, 64-wide encoder each context token sees little more than a
+# weighted sum of 16-voxel patches (the same weight for voxel k of every patch) and cannot carry the category;
+# with 320-voxel patches it can (benchmarks/bench_conditioning_path.py; figures in the README, Stage A).
 _PAPER_MODEL = {"patch_size": 16, "embed_dim": 1024, "depth": 24, "num_heads": 16, "mlp_ratio": 1.0,
                 "decoder_embed_dim": 512, "decoder_depth": 8, "decoder_num_heads": 16}
 _DEMO_MODEL = {"patch_size": 320, "embed_dim": 64, "depth": 2, "num_heads": 4, "mlp_ratio": 1.0,

@@ -283,14 +283,18 @@ class AttributeEmbedding(nn.Module):
         for table in self.tables:  # the sum of A unit-variance vectors would have variance A
             nn.init.normal_(table.weight, std=len(sizes) ** -0.5)
 
+    def attribute_vectors(self, labels: torch.Tensor) -> torch.Tensor:
+        """labels (N,) int64 -> (N, A, dim): each class's vector of each of its attribute values."""
+        return torch.stack([table(self.attributes[labels, a]) for a, table in enumerate(self.tables)], dim=1)
+
     @property
     def weight(self) -> torch.Tensor:
         """(n_classes, dim) the composed class vectors."""
-        return sum(table(self.attributes[:, a]) for a, table in enumerate(self.tables))
+        return self.attribute_vectors(torch.arange(len(self.attributes), device=self.attributes.device)).sum(dim=1)
 
     def forward(self, labels: torch.Tensor) -> torch.Tensor:
         """labels (N,) int64 -> (N, dim)."""
-        parts = torch.stack([table(self.attributes[labels, a]) for a, table in enumerate(self.tables)], dim=1)
+        parts = self.attribute_vectors(labels)
         if self.training and self.dropout > 0:
             keep = torch.rand(parts.shape[:2], device=parts.device) >= self.dropout  # (N, A)
             parts = parts * keep[..., None]
