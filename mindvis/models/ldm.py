@@ -42,6 +42,11 @@ NORM_GROUPS = 32  # CompVis normalizes with GroupNorm(32) in both the UNet and t
 _CROSS_ATTENTION_PARAM = re.compile(r"\.attn2\.|transformer_blocks\.\d+\.norm2\.")
 
 
+def is_cross_attention(name: str) -> bool:
+    """Whether a UNet parameter name belongs to a cross-attention layer or its norm (Stage B's trainable UNet part)."""
+    return _CROSS_ATTENTION_PARAM.search(name) is not None
+
+
 def check_architecture(arch: LdmArchitecture, where: str = "stage_b.architecture") -> None:
     """Raise ConfigError when `arch` cannot be built (GroupNorm divisibility, image/latent sizes)."""
     widths = {f"model_channels x {m}": arch.model_channels * m for m in arch.channel_mult}
@@ -239,7 +244,7 @@ class FmriLDM(nn.Module):
         names = []
         for name, param in self.named_parameters():
             trainable = (name.startswith(("conditioner.", "time_head."))
-                         or (name.startswith("unet.") and _CROSS_ATTENTION_PARAM.search(name) is not None))
+                         or (name.startswith("unet.") and is_cross_attention(name)))
             param.requires_grad_(trainable)
             if trainable:
                 names.append(name)
