@@ -4,10 +4,10 @@ The released checkpoints are `torch.save` pickles holding tensors, dicts and one
 code's `config` module (`config.Config_MBM_fMRI`, `config.Config_Generative_Model`, ...). Unpickling that object
 the usual way would import (and trust) whatever module and class the file names. Here:
 
-1. the pickle is scanned statically (pickletools, nothing executed) and every global it names is checked against
-   an allow-list: torch's own tensor/storage rebuild functions, `collections.OrderedDict`, the few numpy globals
-   numpy scalars and arrays need, and the reference config classes. Anything else -> UnsafePickleError naming
-   the file and the global.
+1. the pickle is scanned statically (torch's `get_unsafe_globals_in_checkpoint`, nothing executed) and every
+   global it names is checked against an allow-list: torch's own tensor/storage rebuild functions,
+   `collections.OrderedDict`, the few numpy globals numpy scalars and arrays need, and the reference config classes.
+   Anything else -> UnsafePickleError naming the file and the global.
 2. the file is loaded with torch's restricted `weights_only` unpickler (which also refuses anything not allow-listed,
    whatever the scan missed), with each reference config class stood in for by a `ReferenceConfig`: a plain dict of
    the object's attributes that remembers the class it was read from.
@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import os
 import pickle
-import pickletools
 import re
 import zipfile
 from pathlib import Path
@@ -84,88 +83,17 @@ def _numpy_dtype_classes() -> list[type]:
 EXTRA_ALLOWED_GLOBALS: dict[str, Any] = {**_numpy_globals(), **_STAND_INS}
 
 
-
-def _torch_default_globals() -> frozenset[str] | re.Pattern[str]:
-    """Globals torch's weights_only unpickler allows by default (tensor rebuilds, storages, dtypes, OrderedDict).
-
-    Read from torch itself; should that private table move, a pattern of the same families stands in (the restricted
-    unpickler still has the final word).
-    """
-    try:
-        from torch import _weights_only_unpickler
-
-        return frozenset(_weights_only_unpickler._get_allowed_globals())
-    except (ImportError, AttributeError):
-        return re.compile(r"^(torch\.[\w.]+|collections\.OrderedDict|_codecs\.encode"
-                          r"|builtins\.(set|bytearray|complex))$")
-
-
-_TORCH_DEFAULT_GLOBALS = _torch_default_globals()
-
-
-def _is_allowed(name: str) -> bool:
-    if name in EXTRA_ALLOWED_GLOBALS:
-        return True
-    if isinstance(_TORCH_DEFAULT_GLOBALS, frozenset):
-        return name in _TORCH_DEFAULT_GLOBALS
-    return bool(_TORCH_DEFAULT_GLOBALS.match(name))
-
-
-def pickle_globals(data: bytes) -> list[str]:
-    """Every `module.name` global a pickle refers to, found by disassembly only (nothing is imported or run).
-
-    Globals built on the stack from computed strings (STACK_GLOBAL after non-literal pushes) are reported as
-    `<dynamic>`: the restricted unpickler refuses them anyway.
-    """
-    found: list[str] = []
-    memo: dict[int, Any] = {}
-    pushed: list[Any] = []  # the last values pushed by literal/memo opcodes (enough to resolve STACK_GLOBAL)
-    try:
-        for opcode, arg, _ in pickletools.genops(data):
-            name = opcode.name
-            if name in ("GLOBAL", "INST"):
-                module, _, attr = str(arg).partition(" ")
-                found.append(f"{module}.{attr}")
-                pushed.append(None)
-            elif name == "STACK_GLOBAL":
-                module, attr = (pushed[-2], pushed[-1]) if len(pushed) >= 2 else (None, None)
-                ok = isinstance(module, str) and isinstance(attr, str)
-                found.append(f"{module}.{attr}" if ok else "<dynamic>")
-                pushed.append(None)
-            elif name in ("BINPUT", "LONG_BINPUT", "PUT"):
-                memo[int(arg)] = pushed[-1] if pushed else None
-            elif name == "MEMOIZE":
-                memo[len(memo)] = pushed[-1] if pushed else None
-            elif name in ("BINGET", "LONG_BINGET", "GET"):
-                pushed.append(memo.get(int(arg)))
-            elif opcode.stack_after and name not in ("MARK",):
-                pushed.append(arg if isinstance(arg, str) else None)
-            pushed = pushed[-4:]
-    except (ValueError, EOFError) as exc:
-        raise pickle.UnpicklingError(f"malformed pickle stream ({exc})") from exc
-    return found
-
-
-def _pickle_records(path: Path) -> list[bytes] | None:
-    """The pickle(s) of a torch zip checkpoint (`<archive>/data.pkl`), or None if `path` is not a zip file."""
-    if not zipfile.is_zipfile(path):
-        return None
-    with zipfile.ZipFile(path) as archive:
-        return [archive.read(name) for name in archive.namelist() if name.endswith("data.pkl")]
+def _release_globals() -> torch.serialization.safe_globals:
+    """Context in which torch's weights_only machinery also allows EXTRA_ALLOWED_GLOBALS and numpy's dtype classes."""
+    return torch.serialization.safe_globals([*[(obj, name) for name, obj in EXTRA_ALLOWED_GLOBALS.items()],
+                                             *_numpy_dtype_classes()])
 
 
 def disallowed_globals(path: str | os.PathLike[str]) -> list[str]:
-    """Globals named by the checkpoint at `path` that `load_release_checkpoint` would refuse (sorted, unique)."""
-    records = _pickle_records(Path(path))
-    if records is None:
-        with open(path, "rb") as handle:
-            records = [handle.read()]
-    refused = set()
-    for data in records:
-        for name in pickle_globals(data):
-            if not _is_allowed(name):
-                refused.add(name)
-    return sorted(refused)
+    """Globals named by the torch zip checkpoint at `path` that `load_release_checkpoint` would refuse (sorted,
+    unique), found by torch's static scan of its pickle (nothing is imported or run)."""
+    with _release_globals():
+        return sorted(set(torch.serialization.get_unsafe_globals_in_checkpoint(path)))
 
 
 def _refusal(path: Path, names: list[str]) -> UnsafePickleError:
@@ -179,6 +107,13 @@ def _refusal(path: Path, names: list[str]) -> UnsafePickleError:
     )
 
 
+def _unreadable_pickle(path: Path, exc: pickle.UnpicklingError) -> CheckpointError:
+    reason = next((line for line in str(exc).splitlines() if line.startswith("Unsupported")), str(exc).splitlines()[0])
+    return CheckpointError(f"torch's restricted reader cannot read this pickle ({reason}); it was not loaded",
+                           path=path, expected="a torch.save file in torch's default pickle protocol (2)",
+                           hint="re-save the tensors with torch.save(state_dict) (default protocol) and load that")
+
+
 def load_release_checkpoint(path: str | os.PathLike[str]) -> Any:
     """Load a MinD-Vis `torch.save` file on CPU, refusing any global outside the allow-list.
 
@@ -190,22 +125,23 @@ def load_release_checkpoint(path: str | os.PathLike[str]) -> Any:
     if not path.is_file():
         raise CheckpointError("checkpoint file not found", path=path, expected="an existing file",
                               hint="check the path in config.yaml (stage_a.pretrained, ...)")
-    try:
-        refused = disallowed_globals(path)
-    except (pickle.UnpicklingError, zipfile.BadZipFile, OSError) as exc:
-        raise CheckpointError(f"cannot read checkpoint ({exc})", path=path,
-                              expected="a file written by torch.save", hint="the file is probably truncated") from exc
-    if refused:
-        raise _refusal(path, refused)
-    with torch.serialization.safe_globals([*[(obj, name) for name, obj in EXTRA_ALLOWED_GLOBALS.items()],
-                                           *_numpy_dtype_classes()]):
+    if zipfile.is_zipfile(path):  # torch.save's format; other files meet only the restricted unpickler below
+        try:
+            refused = disallowed_globals(path)
+        except pickle.UnpicklingError as exc:
+            raise _unreadable_pickle(path, exc) from exc
+        except (zipfile.BadZipFile, RuntimeError, ValueError, OSError) as exc:
+            raise CheckpointError(f"cannot read checkpoint ({exc})", path=path, expected="a file written by torch.save",
+                                  hint="the file is probably truncated") from exc
+        if refused:
+            raise _refusal(path, refused)
+    with _release_globals():
         try:
             return torch.load(path, map_location="cpu", weights_only=True)
         except pickle.UnpicklingError as exc:
-            named = re.findall(r"GLOBAL ([\w.]+)", str(exc)) or ["<unknown: see message>"]
-            raise _refusal(path, named) from exc
+            named = re.findall(r"GLOBAL ([\w.]+)", str(exc))
+            raise (_refusal(path, named) if named else _unreadable_pickle(path, exc)) from exc
         except (RuntimeError, EOFError, ValueError, zipfile.BadZipFile) as exc:
             raise CheckpointError(f"cannot read checkpoint ({type(exc).__name__}: {str(exc).splitlines()[0]})",
                                   path=path, expected="a complete file written by torch.save",
                                   hint="the file is probably truncated or corrupt: download it again") from exc
-
