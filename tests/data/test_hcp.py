@@ -6,7 +6,8 @@ import pytest
 from mindvis.config.data import HcpPreprocessConfig
 from mindvis.data import hcp
 from mindvis.data.contract import read_subject
-from mindvis.data.grayordinates import visual_grayordinates, write_dense_series
+from mindvis.data.grayordinates import visual_grayordinates
+from mindvis.demo.cifti import write_dense_series
 from mindvis.errors import InputDataError
 from mindvis.preprocess.windows import window_means
 from tests.data.test_grayordinates import _glasser_dlabel

@@ -7,7 +7,8 @@ from nibabel import cifti2
 
 from mindvis.config.data import HcpPreprocessConfig
 from mindvis.data import hcp
-from mindvis.data.grayordinates import standard_brain_models, visual_area_indices, write_dense_series
+from mindvis.data.grayordinates import visual_area_indices
+from mindvis.demo.cifti import standard_brain_models, write_dense_series
 from mindvis.errors import InputDataError
 
 SUBJECT = "100206"
