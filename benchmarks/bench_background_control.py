@@ -37,7 +37,7 @@ from mindvis.config import load
 from mindvis.config.data import DemoDataConfig
 from mindvis.demo.images import category_table, generate_category_images
 from mindvis.evaluation.metrics import pixcorr
-from mindvis.evaluation.sampling import denoise_latents, initial_latent, to_model_range, to_uint8
+from mindvis.models.sampling import denoise_latents, initial_latent, to_model_range, to_uint8
 from mindvis.models.ldm import ClassConditionedLdm, is_cross_attention
 from mindvis.training.ldm_pretrain import encode_images
 

@@ -19,7 +19,6 @@ Usage (after `make demo`, which preprocesses the subject):
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import platform
 import sys

@@ -26,9 +26,9 @@ from torch import nn
 from mindvis.checkpoints.label2img import load_pretrained_ldm
 from mindvis.config import load
 from mindvis.demo.images import category_table
-from mindvis.evaluation.sampling import sample_class_images
+from mindvis.models.sampling import sample_class_images
 from mindvis.models.ldm import ClassConditionedLdm
-from mindvis.training.demo_classifier import load_demo_classifier
+from mindvis.evaluation.demo_classifier import load_demo_classifier
 from mindvis.training.ldm_pretrain import category_images, encode_images
 
 FRESH_SEED = 4242  # a random stream neither the LDM's nor the classifier's training used

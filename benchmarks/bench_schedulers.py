@@ -2,7 +2,7 @@
 Prints one JSON object.
 
 Both samplers start every image from the same initial noise (seeded by seed, test item and sample index, see
-mindvis.evaluation.sampling), so their images are paired. Reported:
+mindvis.models.sampling), so their images are paired. Reported:
 - per sampler: steps, seconds, images_per_s (after a 2-step warm-up run), and its metrics: pixcorr and ssim (the
   NSD papers' definitions) and pairwise identification (MSE / PCC / SSIM) against the ground truth when a subject
   is given, plus n-way top-1 when a classifier is given;
@@ -44,8 +44,9 @@ import torch
 from mindvis.config.evaluation import EvaluationConfig
 from mindvis.evaluation.evaluate import classifier_config, effective_n_way, load_classifier, per_image_scores
 from mindvis.evaluation.metrics import pixcorr, ssim_gray
-from mindvis.evaluation.networks import load_networks, resolve_device
-from mindvis.evaluation.sampling import generate
+from mindvis.devices import resolve_device
+from mindvis.evaluation.networks import load_networks
+from mindvis.models.sampling import generate
 
 SAMPLERS = ("dpmpp", "plms")
 RANDOM_FMRI_ITEMS = 8

@@ -81,7 +81,7 @@ def bench_training(model, batch: int, steps: int, device: torch.device) -> dict:
 def bench_generation(model, n_images: int, short_steps: tuple[int, int], direct: bool, device: str,
                      repeats: int) -> dict:
     from mindvis.config.stage_b import DEFAULT_SAMPLER_STEPS
-    from mindvis.evaluation.sampling import generate
+    from mindvis.models.sampling import generate
     from mindvis.models.ldm import make_sampler
 
     voxels = model.conditioner.encoder.arch.num_voxels

@@ -333,7 +333,7 @@ def import_finetuned(path: str | Path, config_yaml: str | Path | None = None, im
     (the size it was fine-tuned at, 256 for the releases). The fMRI encoder is read by the Stage-A loader
     (`load_fmri_encoder`): its head count comes from `encoder_num_heads`, else from the Stage-A metafile the
     pickled config names (found beside `path` in the release layout), else the reference's 16. The saved RNG
-    `state` is not used: generation here is seeded explicitly (mindvis.evaluation.sampling).
+    `state` is not used: generation here is seeded explicitly (mindvis.models.sampling).
     """
     path = Path(path)
     # The encoder first: the Stage-A loader reads the file on its own, and only its encoder outlives that read.

@@ -41,8 +41,8 @@ from mindvis.checkpoints.stage_b import load_stage_b
 from mindvis.config.stage_b import SamplingConfig
 from mindvis.data.contract import read_subject
 from mindvis.errors import InputDataError
-from mindvis.evaluation.networks import resolve_device
-from mindvis.evaluation.sampling import sample_class_images, to_model_range, to_uint8
+from mindvis.devices import resolve_device
+from mindvis.models.sampling import sample_class_images, to_model_range, to_uint8
 from mindvis.io import atomic_directory
 from mindvis.models.ldm import ClassConditionedLdm
 

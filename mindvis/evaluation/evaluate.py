@@ -59,7 +59,7 @@ from mindvis.data.pairs import train_rows  # noqa: E402
 from mindvis.errors import InputDataError  # noqa: E402
 from mindvis.evaluation.baselines import ridge_pixel_baseline, ridge_retrieval_baseline  # noqa: E402
 from mindvis.evaluation.ceilings import read_ceiling_images, stage_scores  # noqa: E402
-from mindvis.evaluation.generation import labelled_grid  # noqa: E402
+from mindvis.figures import labelled_grid  # noqa: E402
 from mindvis.evaluation.metrics import (  # noqa: E402
     HIGHER_IS_BETTER,
     METRIC_NAMES,
@@ -76,9 +76,10 @@ from mindvis.evaluation.metrics import (  # noqa: E402
     ssim_gray,
     ssim_matrix,
 )
-from mindvis.evaluation.networks import ImageClassifier, check_weights, load_networks, resolve_device  # noqa: E402
+from mindvis.devices import resolve_device  # noqa: E402
+from mindvis.evaluation.networks import ImageClassifier, check_weights, load_networks  # noqa: E402
 from mindvis.io import atomic_directory, load_npz  # noqa: E402
-from mindvis.training.demo_classifier import is_demo_classifier, load_demo_classifier  # noqa: E402
+from mindvis.evaluation.demo_classifier import is_demo_classifier, load_demo_classifier  # noqa: E402
 
 log = logging.getLogger(__name__)
 

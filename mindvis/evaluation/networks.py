@@ -18,7 +18,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import math
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -28,16 +28,14 @@ import torch.nn.functional as F
 import torchvision
 from torch import Tensor, nn
 from torchvision.transforms import InterpolationMode
-from torchvision.transforms.v2 import functional as TF
 
 from mindvis.config.evaluation import EvaluationConfig
+from mindvis.devices import resolve_device
 from mindvis.errors import ConfigError, WeightsError
 from mindvis.evaluation.fid import FID_INCEPTION_CLASSES, build_fid_inception
+from mindvis.models.image_input import IMAGENET_MEAN, IMAGENET_STD, Preprocess, make_preprocess
 
 log = logging.getLogger(__name__)
-
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
 
 # What each weights key must hold, for messages and docs.
 EXPECTED_FORMAT: dict[str, str] = {
@@ -64,43 +62,7 @@ METRICS_OF_WEIGHTS: dict[str, tuple[str, ...]] = {
 # Keys in SwAV's release file that belong to its self-supervised heads, not to the ResNet-50 trunk.
 _SWAV_HEAD_PREFIXES = ("fc.", "projection_head.", "prototypes.")
 
-Preprocess = Callable[[Tensor], Tensor]
-
-
-def resolve_device(name: str) -> torch.device:
-    """torch device for `evaluation.device`: 'auto' = the first CUDA GPU when one is visible, else the CPU."""
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        device = torch.device(name)
-    except RuntimeError as exc:
-        raise ConfigError("unknown torch device", path="evaluation.device", value=name,
-                          expected="auto, cpu, cuda or cuda:<index>") from exc
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise ConfigError("a CUDA device is configured but torch sees no GPU", path="evaluation.device", value=name,
-                          expected="auto or cpu on machines without a GPU", hint="set evaluation.device: auto")
-    return device
-
-
 # --------------------------------------------------------------------------------------------------- preprocessing
-
-def make_preprocess(resize_px: int, mean: tuple[float, ...], std: tuple[float, ...], *, crop_px: int | None = None,
-                    interpolation: InterpolationMode = InterpolationMode.BILINEAR) -> Preprocess:
-    """Preprocessing of uint8 image batches (B, 3, H, W): shorter side to `resize_px` (antialiased), optional centre
-    crop to `crop_px`, scale to [0, 1], normalise with `mean`/`std` per channel. Returns float32 (B, 3, h, w)."""
-    mean_t = torch.tensor(mean, dtype=torch.float32).view(1, 3, 1, 1)
-    std_t = torch.tensor(std, dtype=torch.float32).view(1, 3, 1, 1)
-
-    def preprocess(images: Tensor) -> Tensor:
-        x = images.float() / 255.0
-        x = TF.resize(x, [resize_px], interpolation=interpolation, antialias=True)
-        if crop_px is not None:
-            x = TF.center_crop(x, [crop_px, crop_px])
-        x = x.clamp(0.0, 1.0)  # bicubic overshoots
-        return (x - mean_t.to(x.device)) / std_t.to(x.device)
-
-    return preprocess
-
 
 def fid_preprocess(images: Tensor) -> Tensor:
     """pytorch-fid's input: (B, 3, H, W) uint8 -> (B, 3, 299, 299) float in [-1, 1], bilinear, no antialiasing."""

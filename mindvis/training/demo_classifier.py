@@ -10,76 +10,38 @@ Saved in mindvis's own format (a directory, see mindvis.checkpoints.own_format) 
     config.json        architecture (num_classes, width), preprocess (input_px, mean, std: what the network
                        expects after uint8 RGB images are resized to input_px), classes (index, wnid, name,
                        split of each output), training summary
-`load_demo_classifier` turns it into the `ImageClassifier` the metrics take (mindvis.evaluation.networks), with the
-same preprocessing the training used.
+`mindvis.evaluation.demo_classifier.load_demo_classifier` turns it into the `ImageClassifier` the metrics take, with
+the same preprocessing the training used; the network itself is mindvis.models.classifier.DemoClassifierNet.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from typing import Any
 
 import numpy as np
 import torch
 import torch.nn.functional as F
-from torch import nn
 from tqdm.auto import tqdm
 
-from mindvis.checkpoints.own_format import own_format_dir, read_own_format, save_own_format
+from mindvis.checkpoints.own_format import save_own_format
 from mindvis.config.data import DemoDataConfig
 from mindvis.config.evaluation import DemoClassifierConfig
 from mindvis.demo.images import category_table, generate_category_images
 from mindvis.demo.pretrained import classifier_recipe
-from mindvis.errors import CheckpointError, ConfigError
-from mindvis.evaluation.networks import IMAGENET_MEAN, IMAGENET_STD, ImageClassifier, make_preprocess, resolve_device
+from mindvis.errors import ConfigError
+from mindvis.devices import resolve_device
+from mindvis.models.classifier import DEMO_CLASSIFIER_KIND, DemoClassifierArchitecture, DemoClassifierNet
+from mindvis.models.image_input import IMAGENET_MEAN, IMAGENET_STD, make_preprocess
 
 log = logging.getLogger(__name__)
 
-KIND = "demo_classifier"
 N_WAY_MAX = 50  # the reference's n: the demo uses min(50, number of categories)
 MAX_EPOCHS = 999  # image seeds are seed * 1000 + epoch; 999 is the validation set's
 VALIDATION_EPOCH = 999
-
-
-@dataclass(frozen=True)
-class DemoClassifierArchitecture:
-    """Sizes of DemoClassifierNet: `width` channels after the stem, doubled twice; `num_classes` outputs."""
-
-    num_classes: int
-    width: int = 32
-
-    def __post_init__(self) -> None:
-        if self.num_classes < 2 or self.width < 1:
-            raise ConfigError("invalid demo classifier sizes", value=asdict(self),
-                              expected="num_classes >= 2 and width >= 1")
-
-
-class DemoClassifierNet(nn.Module):
-    """Five 3x3 conv-BatchNorm-ReLU stages (three with stride 2), global average pooling, a linear head.
-
-    Input: (B, 3, S, S) normalised images (any S >= 8; the demo uses 64 px). Output: (B, num_classes) logits.
-    """
-
-    def __init__(self, arch: DemoClassifierArchitecture) -> None:
-        super().__init__()
-        self.arch = arch
-        w = arch.width
-        stages = [(3, w, 2), (w, 2 * w, 2), (2 * w, 2 * w, 1), (2 * w, 4 * w, 2), (4 * w, 4 * w, 1)]
-        self.features = nn.Sequential(*(self._stage(i, o, s) for i, o, s in stages))
-        self.head = nn.Linear(4 * w, arch.num_classes)
-
-    @staticmethod
-    def _stage(in_channels: int, out_channels: int, stride: int) -> nn.Sequential:
-        return nn.Sequential(nn.Conv2d(in_channels, out_channels, 3, stride, 1, bias=False),
-                             nn.BatchNorm2d(out_channels), nn.ReLU(inplace=True))
-
-    def forward(self, images: torch.Tensor) -> torch.Tensor:
-        features = self.features(images)  # (B, 4w, S/8, S/8)
-        return self.head(features.mean(dim=(2, 3)))  # (B, C)
 
 
 def _fresh_set(demo_cfg: DemoDataConfig, n_per_category: int, image_seed: int, image_size: int
@@ -193,7 +155,7 @@ def train_demo_classifier(demo_cfg: DemoDataConfig, image_size: int, out_dir: st
         "training": {**summary, **asdict(settings)},
         "recipe": classifier_recipe(demo_cfg, image_size, settings),
     }
-    save_own_format(out_dir, model.to("cpu").state_dict(), KIND, document)
+    save_own_format(out_dir, model.to("cpu").state_dict(), DEMO_CLASSIFIER_KIND, document)
     if run is not None:
         run.log_params({f"demo_classifier.{k}": v for k, v in asdict(settings).items()}
                        | {"demo_classifier.image_size": image_size})
@@ -201,58 +163,3 @@ def train_demo_classifier(demo_cfg: DemoDataConfig, image_size: int, out_dir: st
     log.info("demo classifier: %.1f%% top-1 on fresh images (chance %.1f%%) after %.0f s; written to %s",
              100 * val_accuracy, 100 * summary["chance"], seconds, out_dir)
     return summary
-
-
-def is_demo_classifier(path: str | os.PathLike[str]) -> bool:
-    """Whether `path` is an own-format directory (or one of its files) written by train_demo_classifier."""
-    directory = own_format_dir(path)
-    if directory is None:
-        return False
-    try:
-        return json.loads((directory / "config.json").read_text()).get("kind") == KIND
-    except (OSError, ValueError, AttributeError):
-        return False
-
-
-@dataclass(frozen=True)
-class LoadedClassifier:
-    """A classifier ready for the metrics, with the names of its outputs (for tables)."""
-
-    classifier: ImageClassifier
-    class_names: tuple[str, ...]
-
-    @property
-    def n_classes(self) -> int:
-        return len(self.class_names)
-
-
-def load_demo_classifier(path: str | os.PathLike[str], device: str | torch.device = "cpu",
-                         batch_size: int = 64) -> LoadedClassifier:
-    """Load a train_demo_classifier output as an ImageClassifier (uint8 (N, H, W, 3) -> logits (N, C)).
-
-    Raises:
-        CheckpointError: not a demo classifier directory, or weights that do not fit its architecture.
-    """
-    state, document = read_own_format(path, kind=KIND)
-    try:
-        arch = DemoClassifierArchitecture(**document["architecture"])
-        pre = document["preprocess"]
-        names = tuple(entry["name"] for entry in document["classes"])
-        preprocess = make_preprocess(int(pre["input_px"]), tuple(pre["mean"]), tuple(pre["std"]))
-    except (KeyError, TypeError, ConfigError) as exc:
-        raise CheckpointError("demo classifier config.json is incomplete", path=path, value=str(exc),
-                              expected="architecture, preprocess and classes as train_demo_classifier writes them",
-                              hint="rerun the demo_classifier rule") from exc
-    model = DemoClassifierNet(arch)
-    try:
-        model.load_state_dict(state, strict=True)
-    except RuntimeError as exc:
-        raise CheckpointError("demo classifier weights do not fit its architecture", path=path,
-                              value=str(exc).splitlines()[0], expected=str(asdict(arch)),
-                              hint="rerun the demo_classifier rule") from exc
-    if len(names) != arch.num_classes:
-        raise CheckpointError("demo classifier names a different number of classes than it has outputs", path=path,
-                              value=len(names), expected=str(arch.num_classes))
-    device = resolve_device(str(device))
-    return LoadedClassifier(ImageClassifier(model, preprocess, device, batch_size), names)
-

@@ -46,8 +46,8 @@ from mindvis.config.runtime import TrainerConfig
 from mindvis.config.stage_b import LdmPretrainConfig, StageBConfig
 from mindvis.demo.images import ATTRIBUTE_SIZES, Category, category_table, generate_category_images, n_categories
 from mindvis.demo.pretrained import CLASS_INDEX_FILE, RECIPE_FILE, generator_probe, ldm_recipe
-from mindvis.evaluation.generation import labelled_grid
-from mindvis.evaluation.sampling import sample_class_images, to_model_range, to_uint8
+from mindvis.figures import labelled_grid
+from mindvis.models.sampling import sample_class_images, to_model_range, to_uint8
 from mindvis.models.ldm import AttributeEmbedding, ClassConditionedLdm, build_unet, build_vqvae
 from mindvis.training.common import (
     build_trainer,

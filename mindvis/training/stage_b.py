@@ -31,8 +31,8 @@ from mindvis.config.stage_b import StageBConfig
 from mindvis.data.contract import read_subject
 from mindvis.data.pairs import FmriImagePairs, PairDataModule, hold_out, stimulus_image_size, train_rows
 from mindvis.errors import CheckpointError, ConfigError
-from mindvis.evaluation.generation import sample_grid
-from mindvis.evaluation.sampling import denoise_latents, initial_latent, to_uint8
+from mindvis.figures import sample_grid
+from mindvis.models.sampling import denoise_latents, initial_latent, to_uint8
 from mindvis.models.ldm import FmriLDM, assemble_fmri_ldm
 from mindvis.training.common import (
     build_trainer,

@@ -12,7 +12,9 @@ from mindvis.checkpoints import save_stage_b
 from mindvis.config.stage_b import SamplingConfig
 from mindvis.data.contract import read_subject
 from mindvis.errors import ConfigError
-from mindvis.evaluation.generation import generate_subject, image_file_name, labelled_grid, resolve_device
+from mindvis.devices import resolve_device
+from mindvis.evaluation.generation import generate_subject, image_file_name
+from mindvis.figures import labelled_grid
 from mindvis.models.ldm import assemble_fmri_ldm, build_unet, build_vqvae
 from mindvis.models.mbm import FmriEncoder, MbmArchitecture
 from mindvis.tracking import open_job_run_for_tests

@@ -34,7 +34,8 @@ from mindvis.evaluation.metrics import (
     ssim_matrix,
     two_way_identification,
 )
-from mindvis.evaluation.networks import ImageClassifier, MetricNetworks, load_networks, make_preprocess
+from mindvis.evaluation.networks import ImageClassifier, MetricNetworks, load_networks
+from mindvis.models.image_input import make_preprocess
 
 
 def smooth_images(n: int, size: int = 32, seed: int = 0) -> np.ndarray:

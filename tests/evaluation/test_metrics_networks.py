@@ -11,7 +11,8 @@ import torch
 
 from mindvis.config.evaluation import EvaluationConfig, MetricWeightsConfig
 from mindvis.evaluation.metrics import METRIC_NAMES, chance_levels, evaluate_all
-from mindvis.evaluation.networks import IMAGENET_MEAN, IMAGENET_STD, MetricNetworks, load_networks, make_preprocess
+from mindvis.evaluation.networks import MetricNetworks, load_networks
+from mindvis.models.image_input import IMAGENET_MEAN, IMAGENET_STD, make_preprocess
 
 N_IMAGES = 5
 

@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from mindvis.checkpoints import load_stage_b
-from mindvis.evaluation.sampling import denoise_latents
+from mindvis.models.sampling import denoise_latents
 from mindvis.models.ldm import alphas_cumprod, make_sampler
 
 FIXTURE = Path(__file__).parents[1] / "fixtures" / "release" / "stage_b"

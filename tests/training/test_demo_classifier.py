@@ -16,7 +16,8 @@ from mindvis.config.evaluation import DemoClassifierConfig
 from mindvis.demo.images import category_table, generate_category_images
 from mindvis.errors import CheckpointError
 from mindvis.tracking import open_job_run_for_tests
-from mindvis.training.demo_classifier import is_demo_classifier, load_demo_classifier, train_demo_classifier
+from mindvis.evaluation.demo_classifier import is_demo_classifier, load_demo_classifier
+from mindvis.training.demo_classifier import train_demo_classifier
 
 DEMO = DemoDataConfig()
 IMAGE_PX = 32

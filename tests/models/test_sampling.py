@@ -8,7 +8,7 @@ import torch
 
 from mindvis.checkpoints import load_stage_b
 from mindvis.errors import ConfigError, InputDataError
-from mindvis.evaluation.sampling import generate, initial_latent, to_uint8
+from mindvis.models.sampling import generate, initial_latent, to_uint8
 
 FIXTURE = Path(__file__).parents[1] / "fixtures" / "release" / "stage_b"
 
