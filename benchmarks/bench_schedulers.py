@@ -42,7 +42,8 @@ import numpy as np
 import torch
 
 from mindvis.config.evaluation import EvaluationConfig
-from mindvis.evaluation.evaluate import classifier_config, effective_n_way, load_classifier, per_image_scores
+from mindvis.evaluation.evaluate import classifier_config, effective_n_way, load_classifier
+from mindvis.evaluation.metrics import per_image_table
 from mindvis.evaluation.metrics import pixcorr, ssim_gray
 from mindvis.devices import resolve_device
 from mindvis.evaluation.networks import load_networks
@@ -150,7 +151,7 @@ def main(argv: list[str] | None = None) -> dict:
         entry = {"steps": steps[scheduler], "seconds": round(seconds, 3),
                  "images_per_s": round(images[scheduler].shape[0] * args.samples / seconds, 4)}
         if ground_truth is not None:
-            table = per_image_scores(images[scheduler], ground_truth, cfg, classifier, names)
+            table = per_image_table(images[scheduler], ground_truth, cfg, classifier, names)
             metric_columns = [c for c in table.columns if c not in ("item", "sample", "true_class",
                                                                      "predicted_class")]
             per_item[scheduler] = table.groupby("item")[metric_columns].mean()

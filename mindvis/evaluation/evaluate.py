@@ -34,7 +34,6 @@ The n of the n-way metric is min(evaluation.n_way, the classifier's number of cl
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
 import logging
 import os
@@ -66,15 +65,9 @@ from mindvis.evaluation.metrics import (  # noqa: E402
     as_uint8_images,
     as_uint8_samples,
     chance_levels,
-    evaluate_all,
-    mse_matrix,
     nway_top1,
-    nway_top1_accuracy,
-    pairwise_identification,
-    pcc_matrix,
     pixcorr,
-    ssim_gray,
-    ssim_matrix,
+    score_reconstructions,
 )
 from mindvis.devices import resolve_device  # noqa: E402
 from mindvis.evaluation.networks import ImageClassifier, check_weights, load_networks  # noqa: E402
@@ -188,22 +181,6 @@ def ridge_inputs(subject_dir: str | os.PathLike[str], generated: GeneratedSample
 
 # ------------------------------------------------------------------------------------------------ classifier
 
-class _MemoClassifier(ImageClassifier):
-    """An ImageClassifier that remembers the logits of image batches it has seen (by content), so the per-image
-    table, the aggregate metrics and the retrieval baseline run the (possibly ViT-H) network once per batch."""
-
-    def __init__(self, inner: ImageClassifier) -> None:
-        self.network = inner.network  # the inner classifier's network and preprocessing, shared
-        self._memo: dict[str, np.ndarray] = {}
-
-    def logits(self, images: np.ndarray) -> np.ndarray:
-        images = np.ascontiguousarray(images)
-        key = f"{images.shape}:{hashlib.blake2b(images.data, digest_size=16).hexdigest()}"
-        if key not in self._memo:
-            self._memo[key] = super().logits(images)
-        return self._memo[key]
-
-
 @dataclass(frozen=True)
 class ClassifierChoice:
     """The n-way classifier of this evaluation (None when there is none), its class names and description."""
@@ -231,14 +208,13 @@ def classifier_config(cfg: EvaluationConfig, classifier_path: str | os.PathLike[
 
 def load_classifier(cfg: EvaluationConfig, demo_path: Path | None, networks_classifier: ImageClassifier | None
                     ) -> ClassifierChoice:
-    """The n-way classifier: the demo classifier at `demo_path`, else the one load_networks(cfg) built, else none.
-    It remembers the logits of batches it saw, so repeated scoring of the same images costs one pass."""
+    """The n-way classifier: the demo classifier at `demo_path`, else the one load_networks(cfg) built, else none."""
     if demo_path is not None:
         loaded = load_demo_classifier(demo_path, resolve_device(cfg.device), cfg.batch_size)
-        return ClassifierChoice(_MemoClassifier(loaded.classifier), loaded.class_names,
+        return ClassifierChoice(loaded.classifier, loaded.class_names,
                                 f"demo classifier {demo_path} ({loaded.n_classes} classes)")
     if networks_classifier is not None:
-        return ClassifierChoice(_MemoClassifier(networks_classifier), None,
+        return ClassifierChoice(networks_classifier, None,
                                 f"{cfg.classifier_arch} from {cfg.weights.classifier}")
     return ClassifierChoice(None, None, None)
 
@@ -252,50 +228,6 @@ def effective_n_way(cfg: EvaluationConfig, classifier: ImageClassifier | None, p
         log.warning("evaluation.n_way %d > the classifier's %d classes: using %d-way", cfg.n_way, n_classes,
                     n_classes)
     return min(cfg.n_way, n_classes)
-
-
-# -------------------------------------------------------------------------------------------- per-image table
-
-def per_image_scores(recons: np.ndarray, gts: np.ndarray, cfg: EvaluationConfig,
-                     classifier: ImageClassifier | None = None,
-                     class_names: tuple[str, ...] | None = None) -> pd.DataFrame:
-    """Per reconstruction, the per-image values behind the aggregate metrics of `evaluate_all`.
-
-    Args:
-        recons: uint8 (N, K, H, W, 3); gts: uint8 (N, H, W, 3).
-        cfg: as for evaluate_all (n_way, n_trials, pixel_metric_px, seed).
-        classifier: the n-way classifier (None: no n-way columns).
-        class_names: names of the classifier's outputs (optional, for readable classes).
-    Returns:
-        one row per (item, sample), items in order: item, sample, pixcorr, ssim, pairwise_mse, pairwise_pcc,
-        pairwise_ssim (fraction of other ground truths beaten; absent below 2 items), and with a classifier
-        top1_nway (fraction of n-way trials won), true_class, predicted_class. Means over the rows equal
-        evaluate_all's values (the n-way trials are drawn in the same order from the same seed).
-    """
-    n, k = recons.shape[:2]
-    px = cfg.pixel_metric_px
-    columns: dict[str, np.ndarray] = {
-        "item": np.repeat(np.arange(n), k),
-        "sample": np.tile(np.arange(k), n),
-        "pixcorr": np.array([pixcorr(recons[i, s][None], gts[i][None], px) for i in range(n) for s in range(k)]),
-        "ssim": np.array([ssim_gray(recons[i, s][None], gts[i][None], px) for i in range(n) for s in range(k)]),
-    }
-    if n >= 2:
-        for name, matrix, higher in (("pairwise_mse", mse_matrix, False), ("pairwise_pcc", pcc_matrix, True),
-                                     ("pairwise_ssim", ssim_matrix, True)):
-            per_sample = np.stack([pairwise_identification(matrix(recons[:, s], gts), higher) for s in range(k)])
-            columns[name] = per_sample.T.reshape(-1)  # (K, N) -> rows in (item, sample) order
-    if classifier is not None:
-        gt_probs = classifier.probabilities(gts)
-        recon_probs = classifier.probabilities(recons.reshape(n * k, *recons.shape[2:]))
-        true_classes = np.repeat(np.argmax(gt_probs, axis=1), k)
-        columns["top1_nway"] = nway_top1_accuracy(recon_probs, true_classes, cfg.n_way, cfg.n_trials,
-                                                  np.random.default_rng(cfg.seed))
-        predicted = np.argmax(recon_probs, axis=1)
-        name_of = (lambda c: class_names[c]) if class_names else str
-        columns["true_class"] = np.array([name_of(c) for c in true_classes])
-        columns["predicted_class"] = np.array([name_of(c) for c in predicted])
-    return pd.DataFrame(columns)
 
 
 # ---------------------------------------------------------------------------------------------------- figures
@@ -336,7 +268,7 @@ def metrics_chart(document: dict[str, Any], title: str = "") -> plt.Figure:
 # -------------------------------------------------------------------------------------------------- the job
 
 def _split_counts(values: dict[str, float]) -> tuple[dict[str, float], int | None]:
-    """Separate evaluate_all's FID image counts from the metric values."""
+    """Separate score_reconstructions' FID image counts from the metric values."""
     metrics = {name: float(values[name]) for name in METRIC_NAMES if name in values}
     counts = {values[f"{name}_n_images"] for name in ("fid", "fid64") if f"{name}_n_images" in values}
     return metrics, (int(counts.pop()) if counts else None)
@@ -392,13 +324,13 @@ def evaluate_subject(samples_npz: str | os.PathLike[str], subject_dir: str | os.
     tables, fid_counts, skipped = [], {}, {}
     for method, recons in reconstructions.items():
         log.info("scoring %s", method)
-        values, method_skipped = evaluate_all(recons, generated.ground_truth, cfg, choice.classifier, networks)
+        table, values, method_skipped = score_reconstructions(recons, generated.ground_truth, cfg, choice.classifier,
+                                                              networks, choice.class_names)
         document[method], count = _split_counts(values)
         if count is not None:
             fid_counts[method] = count
         if method == MINDVIS:
             skipped = method_skipped
-        table = per_image_scores(recons, generated.ground_truth, cfg, choice.classifier, choice.class_names)
         items = table["item"].to_numpy()
         tables.append(table.assign(method=method, stimulus_id=generated.stimulus_id[items],
                                    sample_id=generated.sample_id[items]))

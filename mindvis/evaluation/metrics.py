@@ -17,6 +17,7 @@ from collections.abc import Callable
 from typing import Literal
 
 import numpy as np
+import pandas as pd
 import torch
 from scipy.ndimage import uniform_filter1d
 from skimage.color import rgb2gray
@@ -348,9 +349,70 @@ def chance_levels(gts: np.ndarray, cfg: EvaluationConfig, networks: MetricNetwor
 
 # ------------------------------------------------------------------------------------------------ everything
 
-def evaluate_all(recons: np.ndarray, gts: np.ndarray, cfg: EvaluationConfig,
-                 classifier: ImageClassifier | None = None,
-                 networks: MetricNetworks | None = None) -> tuple[dict[str, float], dict[str, str]]:
+_PAIRWISE_PIXEL_METRICS: dict[str, tuple[Callable[[np.ndarray, np.ndarray], np.ndarray], bool]] = {
+    "pairwise_mse": (mse_matrix, False),
+    "pairwise_pcc": (pcc_matrix, True),
+    "pairwise_ssim": (ssim_matrix, True),
+}
+
+
+def per_image_table(recons: np.ndarray, gts: np.ndarray, cfg: EvaluationConfig,
+                    classifier: ImageClassifier | None = None,
+                    class_names: tuple[str, ...] | None = None) -> pd.DataFrame:
+    """Per reconstruction, the per-image values behind the pixel and n-way metrics (`table_aggregates` averages them).
+
+    Args:
+        recons: uint8 (N, K, H, W, 3); gts: uint8 (N, H, W, 3).
+        cfg: n_way, n_trials, pixel_metric_px and seed are read.
+        classifier: the n-way classifier (None: no n-way columns).
+        class_names: names of the classifier's outputs (optional, for readable classes).
+    Returns:
+        one row per (item, sample), items in order: item, sample, pixcorr, ssim, pairwise_mse, pairwise_pcc,
+        pairwise_ssim (fraction of other ground truths beaten; absent below 2 items), and with a classifier
+        top1_nway (fraction of n-way trials won; trials drawn row by row from cfg.seed), true_class (the
+        classifier's top-1 on the ground truth), predicted_class.
+    """
+    n, k = recons.shape[:2]
+    px = cfg.pixel_metric_px
+    columns: dict[str, np.ndarray] = {
+        "item": np.repeat(np.arange(n), k),
+        "sample": np.tile(np.arange(k), n),
+        "pixcorr": np.array([pixcorr(recons[i, s][None], gts[i][None], px) for i in range(n) for s in range(k)]),
+        "ssim": np.array([ssim_gray(recons[i, s][None], gts[i][None], px) for i in range(n) for s in range(k)]),
+    }
+    if n >= 2:
+        log.info("pairwise identification (MSE, PCC, SSIM) over %d images x %d samples", n, k)
+        for name, (matrix, higher) in _PAIRWISE_PIXEL_METRICS.items():
+            per_sample = np.stack([pairwise_identification(matrix(recons[:, s], gts), higher) for s in range(k)])
+            columns[name] = per_sample.T.reshape(-1)  # (K, N) -> rows in (item, sample) order
+    if classifier is not None:
+        log.info("n-way top-1 (%d-way, %d trials) over %d images x %d samples", cfg.n_way, cfg.n_trials, n, k)
+        gt_probs = classifier.probabilities(gts)
+        recon_probs = classifier.probabilities(recons.reshape(n * k, *recons.shape[2:]))
+        true_classes = np.repeat(np.argmax(gt_probs, axis=1), k)
+        columns["top1_nway"] = nway_top1_accuracy(recon_probs, true_classes, cfg.n_way, cfg.n_trials,
+                                                  np.random.default_rng(cfg.seed))
+        name_of = (lambda c: class_names[c]) if class_names else str
+        columns["true_class"] = np.array([name_of(c) for c in true_classes])
+        columns["predicted_class"] = np.array([name_of(c) for c in np.argmax(recon_probs, axis=1)])
+    return pd.DataFrame(columns)
+
+
+def table_aggregates(table: pd.DataFrame) -> dict[str, float]:
+    """The metrics a per_image_table holds: means over its rows, and top1_nway_max, the best sample index's mean
+    over the test images (as the reference: whole sample sets, not a best sample per image; `nway_top1`)."""
+    values = {name: float(table[name].mean()) for name in ("pixcorr", "ssim", *_PAIRWISE_PIXEL_METRICS)
+              if name in table}
+    if "top1_nway" in table:
+        values["top1_nway_mean"] = float(table["top1_nway"].mean())
+        values["top1_nway_max"] = float(table.groupby("sample")["top1_nway"].mean().max())
+    return values
+
+
+def score_reconstructions(recons: np.ndarray, gts: np.ndarray, cfg: EvaluationConfig,
+                          classifier: ImageClassifier | None = None, networks: MetricNetworks | None = None,
+                          class_names: tuple[str, ...] | None = None,
+                          ) -> tuple[pd.DataFrame, dict[str, float], dict[str, str]]:
     """Score reconstructions with every metric whose network is available.
 
     Args:
@@ -359,56 +421,35 @@ def evaluate_all(recons: np.ndarray, gts: np.ndarray, cfg: EvaluationConfig,
         cfg: the evaluation config (weights, n-way protocol, pixel size, batch size, device, seed).
         classifier: the n-way classifier; overrides the one loaded from cfg (the demo passes its stand-in).
         networks: already loaded metric networks (default: load_networks(cfg)).
+        class_names: names of the classifier's outputs, for the table.
     Returns:
-        (values, skipped): values maps metric names (METRIC_NAMES) to floats, plus `fid_n_images` and
-        `fid64_n_images` (generated images scored against the N ground truths); skipped maps each metric that
-        was not computed to the reason.
+        (table, values, skipped): the per_image_table; values maps metric names (METRIC_NAMES) to floats (the
+        table's aggregates plus the network metrics), plus `fid_n_images` and `fid64_n_images` (generated images
+        scored against the N ground truths); skipped maps each metric that was not computed to the reason.
     """
     recons = as_uint8_samples(recons)
     gts = as_uint8_images(gts, "ground truths")
     _check_pairing(recons, gts)
     networks = networks if networks is not None else load_networks(cfg)
     skipped = dict(networks.skipped)
-    values: dict[str, float] = {}
     classifier = classifier or networks.classifier
     if classifier is not None:
         skipped.pop("top1_nway_mean", None)
         skipped.pop("top1_nway_max", None)
-        values.update(_nway_scores(recons, gts, classifier, cfg))
-    if len(gts) >= 2:
-        values.update(_pairwise_pixel_scores(recons, gts))
-    else:
+    if len(gts) < 2:
         skipped.update({name: "identification needs at least 2 test images" for name in _PAIRWISE_PIXEL_METRICS})
-    values["pixcorr"] = _mean_over_samples(recons, lambda r: pixcorr(r, gts, cfg.pixel_metric_px))
-    values["ssim"] = _mean_over_samples(recons, lambda r: ssim_gray(r, gts, cfg.pixel_metric_px))
+    table = per_image_table(recons, gts, cfg, classifier, class_names)
+    values = table_aggregates(table)
     values.update(_network_scores(_FeatureCache(recons, gts), networks, skipped))
+    return table, values, skipped
+
+
+def evaluate_all(recons: np.ndarray, gts: np.ndarray, cfg: EvaluationConfig,
+                 classifier: ImageClassifier | None = None,
+                 networks: MetricNetworks | None = None) -> tuple[dict[str, float], dict[str, str]]:
+    """(values, skipped) of `score_reconstructions`, without the per-image table."""
+    _, values, skipped = score_reconstructions(recons, gts, cfg, classifier, networks)
     return values, skipped
-
-
-_PAIRWISE_PIXEL_METRICS: dict[str, tuple[Callable[[np.ndarray, np.ndarray], np.ndarray], bool]] = {
-    "pairwise_mse": (mse_matrix, False),
-    "pairwise_pcc": (pcc_matrix, True),
-    "pairwise_ssim": (ssim_matrix, True),
-}
-
-
-def _nway_scores(recons: np.ndarray, gts: np.ndarray, classifier: ImageClassifier,
-                 cfg: EvaluationConfig) -> dict[str, float]:
-    n, k = recons.shape[:2]
-    log.info("n-way top-1 (%d-way, %d trials) over %d images x %d samples", cfg.n_way, cfg.n_trials, n, k)
-    gt_probs = classifier.probabilities(gts)
-    recon_probs = classifier.probabilities(recons.reshape(n * k, *recons.shape[2:])).reshape(n, k, -1)
-    mean, best = nway_top1(gt_probs, recon_probs, cfg.n_way, cfg.n_trials, cfg.seed)
-    return {"top1_nway_mean": mean, "top1_nway_max": best}
-
-
-def _pairwise_pixel_scores(recons: np.ndarray, gts: np.ndarray) -> dict[str, float]:
-    log.info("pairwise identification (MSE, PCC, SSIM) over %d images x %d samples", *recons.shape[:2])
-    scores = {}
-    for name, (matrix, higher) in _PAIRWISE_PIXEL_METRICS.items():
-        per_sample = [pairwise_identification(matrix(recons[:, s], gts), higher).mean() for s in range(recons.shape[1])]
-        scores[name] = float(np.mean(per_sample))
-    return scores
 
 
 class _FeatureCache:
@@ -460,8 +501,3 @@ def _network_scores(features: _FeatureCache, networks: MetricNetworks, skipped: 
         values[name] = frechet_distance(recon_f[layer].reshape(n * k, -1), gt_f[layer])
         values[f"{name}_n_images"] = n * k
     return values
-
-
-def _mean_over_samples(recons: np.ndarray, score: Callable[[np.ndarray], float]) -> float:
-    """Mean of score(recons[:, s]) over the K sample indices s."""
-    return float(np.mean([score(recons[:, s]) for s in range(recons.shape[1])]))

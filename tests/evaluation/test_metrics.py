@@ -5,6 +5,7 @@ from __future__ import annotations
 from math import comb
 
 import numpy as np
+import pandas as pd
 import pytest
 import scipy.spatial.distance
 import torch
@@ -32,6 +33,7 @@ from mindvis.evaluation.metrics import (
     shuffled_pairing,
     ssim_gray,
     ssim_matrix,
+    table_aggregates,
     two_way_identification,
 )
 from mindvis.evaluation.networks import ImageClassifier, MetricNetworks, load_networks
@@ -126,6 +128,15 @@ def test_nway_max_is_the_best_sample_set_not_the_best_sample_per_image() -> None
     recon_probs = np.array([[first, second], [first, second]])
     mean, best = nway_top1(gt_probs, recon_probs, n_way=4, n_trials=50, seed=0)
     assert (mean, best) == (pytest.approx(0.5), pytest.approx(0.5))  # a best sample per image would give 1.0
+
+
+def test_table_aggregates_take_the_max_over_sample_sets_as_nway_top1() -> None:
+    # image 0 is hit only by its sample 0, image 1 only by its sample 1 (the case above, as a per-image table)
+    table = pd.DataFrame({"item": [0, 0, 1, 1], "sample": [0, 1, 0, 1], "top1_nway": [1.0, 0.0, 0.0, 1.0],
+                          "pixcorr": [0.2, 0.4, 0.6, 0.0]})
+    assert table_aggregates(table) == {"pixcorr": pytest.approx(0.3), "top1_nway_mean": 0.5, "top1_nway_max": 0.5}
+    table["top1_nway"] = [1.0, 0.0, 1.0, 0.5]  # sample set 0 hits both images
+    assert table_aggregates(table)["top1_nway_max"] == 1.0
 
 
 def test_nway_matches_the_reference_loop_on_random_scores() -> None:
