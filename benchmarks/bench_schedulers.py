@@ -75,17 +75,13 @@ def test_items(model, subject: Path | None, items: int | None, seed: int) -> tup
         fmri = np.random.default_rng(seed).standard_normal((n, model.conditioner.encoder.arch.num_voxels))
         return fmri.astype(np.float32), None
     from mindvis.data.contract import read_subject
-    from mindvis.data.images import resize_images
     from mindvis.data.pairs import averaged_test_rows
 
     data = read_subject(subject, mmap=True)
     rows = averaged_test_rows(data, subject)[:items]
     stimulus_ids = data.samples["stimulus_id"].iloc[rows].to_numpy()
-    images = data.stimuli.images[data.stimuli.index_of(stimulus_ids)]
-    size = model.architecture.image_size
-    if images.shape[1] != size:
-        images = resize_images(images, size)
-    return np.asarray(data.fmri[rows], dtype=np.float32), images
+    return np.asarray(data.fmri[rows], dtype=np.float32), data.stimuli.images_of(stimulus_ids,
+                                                                                model.architecture.image_size)
 
 
 def paired_difference(a: np.ndarray, b: np.ndarray) -> dict[str, float]:

@@ -49,5 +49,7 @@ def test_no_import_runs_upward(package):
 
 def test_the_check_sees_function_level_imports(tmp_path):
     source = tmp_path / "m.py"
-    source.write_text("def f():\n    from mindvis.evaluation.metrics import pixcorr\n    import mindvis.training.common\n")
+    source.write_text("def f():\n"
+                      "    from mindvis.evaluation.metrics import pixcorr\n"
+                      "    import mindvis.training.common\n")
     assert imported_packages(source) == {"evaluation", "training"}

@@ -23,6 +23,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from mindvis.data.images import resize_images
 from mindvis.errors import ContractError
 from mindvis.io import atomic_directory
 
@@ -70,6 +71,19 @@ class Stimuli:
                 expected="every stimulus_id of samples.parquet to be in stimuli.npz",
                 hint="rerun the preprocessing of this subject",
             ) from None
+
+    def images_of(self, stimulus_ids: "pd.Series | np.ndarray", size: int) -> np.ndarray:
+        """uint8 (N, size, size, 3): the image of each id, at `size` px.
+
+        The one way mindvis brings stimuli to a model's size (training pairs, generation's ground truth, the
+        baselines, benchmarks): stored images of another size go through `mindvis.data.images.resize_images`
+        (centre square, Lanczos), each distinct image once.
+        """
+        used, inverse = np.unique(self.index_of(stimulus_ids), return_inverse=True)
+        images = self.images[used]
+        if images.shape[1:3] != (size, size):
+            images = resize_images(images, size)
+        return np.ascontiguousarray(images[inverse])
 
 
 @dataclass(frozen=True)

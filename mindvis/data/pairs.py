@@ -68,7 +68,8 @@ def augment_image(image: np.ndarray, size: int, crop_probability: float = 0.0, c
     """Stimulus uint8 (H, W, 3) -> float32 (3, size, size) in [-1, 1], randomly cropped as the reference.
 
     With probability `crop_probability` a random crop of (H - int(crop_ratio H), W - int(crop_ratio W)) px is
-    taken; then the image is resized to `size` px when its side differs (bilinear, antialiased). Random draws come
+    taken and resized back to `size` px (bilinear, antialiased; the crop is augmentation, so its filter matters
+    less than that uncropped images stay exactly as Stimuli.images_of gives them). Random draws come
     from `generator` (default: torch's global generator, which Lightning seeds per process and worker).
     """
     pixels = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1).float() / 127.5 - 1.0  # (3, H, W)
@@ -112,9 +113,8 @@ class FmriImagePairs(Dataset):
             raise ContractError("no fMRI-image pairs selected", path=self.subject_dir, value=0,
                                 expected="at least one row with a stimulus", hint="check the subject's splits")
         stimulus_ids = subject.samples["stimulus_id"].iloc[self.rows].to_numpy()
-        image_index = subject.stimuli.index_of(stimulus_ids)
-        used, self._image_of_item = np.unique(image_index, return_inverse=True)
-        self.images = np.ascontiguousarray(subject.stimuli.images[used])  # (n_used, H, W, 3) uint8
+        used, self._image_of_item = np.unique(stimulus_ids.astype(str), return_inverse=True)
+        self.images = subject.stimuli.images_of(used, image_size)  # (n_used, S, S, 3) uint8
         self.stimulus_ids = stimulus_ids.astype(str)
         self.sample_ids = subject.samples["sample_id"].iloc[self.rows].to_numpy(dtype=np.int64)
         self.n_voxels = subject.n_voxels
@@ -136,7 +136,7 @@ class FmriImagePairs(Dataset):
         return vector[voxel_index(self.n_voxels, self.num_voxels, self.patch_size)]
 
     def image(self, item: int) -> np.ndarray:
-        """The stimulus of item `item` as stored: uint8 (H, W, 3)."""
+        """The stimulus of item `item` at the model's size (Stimuli.images_of): uint8 (S, S, 3)."""
         return self.images[self._image_of_item[item]]
 
     def __getitem__(self, item: int) -> dict[str, Any]:

@@ -53,7 +53,6 @@ from PIL import Image  # noqa: E402
 
 from mindvis.config.evaluation import EvaluationConfig  # noqa: E402
 from mindvis.data.contract import read_subject  # noqa: E402
-from mindvis.data.images import resize_images  # noqa: E402
 from mindvis.data.pairs import train_rows  # noqa: E402
 from mindvis.errors import InputDataError  # noqa: E402
 from mindvis.evaluation.baselines import ridge_pixel_baseline, ridge_retrieval_baseline  # noqa: E402
@@ -169,13 +168,8 @@ def ridge_inputs(subject_dir: str | os.PathLike[str], generated: GeneratedSample
                              hint="rerun the generate rule after preprocessing changed")
     rows = train_rows(subject)
     groups = subject.samples["stimulus_id"].iloc[rows].astype(str).to_numpy()
-    image_index = subject.stimuli.index_of(groups)
-    used, inverse = np.unique(image_index, return_inverse=True)
-    images = subject.stimuli.images[used]
-    size = generated.ground_truth.shape[1]
-    if images.shape[1:3] != (size, size):
-        images = resize_images(images, size)  # as the generation job resizes the ground truth
-    return RidgeData(train_fmri=np.asarray(subject.fmri[rows], dtype=np.float32), train_images=images[inverse],
+    images = subject.stimuli.images_of(groups, generated.ground_truth.shape[1])  # as generation's ground truth
+    return RidgeData(train_fmri=np.asarray(subject.fmri[rows], dtype=np.float32), train_images=images,
                      groups=groups, test_fmri=np.asarray(subject.fmri[generated.sample_id], dtype=np.float32))
 
 

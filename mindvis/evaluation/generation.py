@@ -23,7 +23,6 @@ from PIL import Image
 from mindvis.checkpoints.stage_b import load_stage_b
 from mindvis.config.stage_b import SamplingConfig
 from mindvis.data.contract import read_subject
-from mindvis.data.images import resize_images
 from mindvis.data.pairs import averaged_test_rows
 from mindvis.devices import resolve_device
 from mindvis.figures import sample_grid
@@ -41,15 +40,6 @@ _UNSAFE_FILENAME = re.compile(r"[^A-Za-z0-9._-]+")
 def image_file_name(stimulus_id: str, sample: int) -> str:
     """`<stimulus_id>_<k>.png`, with characters unsafe in file names replaced by `_`."""
     return f"{_UNSAFE_FILENAME.sub('_', stimulus_id)}_{sample}.png"
-
-
-def _ground_truth(subject: Any, stimulus_ids: np.ndarray, size: int) -> np.ndarray:
-    images = subject.stimuli.images[subject.stimuli.index_of(stimulus_ids)]
-    if images.shape[1] != size:
-        log.warning("stimuli are %d px, the model generates %d px: ground truth resized to match",
-                    images.shape[1], size)
-        images = resize_images(images, size)
-    return np.ascontiguousarray(images)
 
 
 def generate_subject(stage_b_path: str | os.PathLike[str], subject_dir: str | os.PathLike[str],
@@ -79,7 +69,7 @@ def generate_subject(stage_b_path: str | os.PathLike[str], subject_dir: str | os
     sample_ids = subject.samples["sample_id"].iloc[rows].to_numpy(dtype=np.int64)
     fmri = np.asarray(subject.fmri[rows], dtype=np.float32)  # (N, V); the encoder pads / cuts V to its input
     size = model.architecture.image_size
-    ground_truth = _ground_truth(subject, stimulus_ids, size)
+    ground_truth = subject.stimuli.images_of(stimulus_ids, size)
     log.info("generating %d x %d images of %s on %s (%s, %d steps)", len(rows), n_samples, subject_dir, device,
              scheduler, steps)
 

@@ -256,8 +256,9 @@ def ssim_matrix(recons: np.ndarray, gts: np.ndarray, batch_size: int = 16) -> np
 
 # ------------------------------------------------------------------------------- field suite: pixel metrics
 
-def resize_images(images: np.ndarray, size_px: int) -> np.ndarray:
-    """uint8 (N, H, W, 3) -> float64 (N, size_px, size_px, 3) in [0, 1], bilinear (antialiased when shrinking)."""
+def to_metric_size(images: np.ndarray, size_px: int) -> np.ndarray:
+    """uint8 (N, H, W, 3) -> float64 (N, size_px, size_px, 3) in [0, 1], bilinear (antialiased when shrinking): the
+    NSD papers' resize before the pixel metrics, not a stimulus resize (that is Stimuli.images_of)."""
     x = torch.from_numpy(np.ascontiguousarray(images)).permute(0, 3, 1, 2).to(torch.float64) / 255.0
     x = TF.resize(x, [size_px, size_px], antialias=True).clamp(0.0, 1.0)
     return x.permute(0, 2, 3, 1).numpy()
@@ -266,7 +267,7 @@ def resize_images(images: np.ndarray, size_px: int) -> np.ndarray:
 def pixcorr(recons: np.ndarray, gts: np.ndarray, size_px: int) -> float:
     """PixCorr: mean over pairs of the Pearson r between the flattened RGB pixels of a reconstruction and its
     ground truth, both resized to size_px (NSD papers: 425)."""
-    r, g = resize_images(recons, size_px), resize_images(gts, size_px)
+    r, g = to_metric_size(recons, size_px), to_metric_size(gts, size_px)
     return float(np.mean([correlation_matrix(r[i].reshape(1, -1), g[i].reshape(1, -1))[0, 0]
                           for i in range(len(r))]))
 
@@ -274,7 +275,7 @@ def pixcorr(recons: np.ndarray, gts: np.ndarray, size_px: int) -> float:
 def ssim_gray(recons: np.ndarray, gts: np.ndarray, size_px: int) -> float:
     """SSIM as the NSD papers: mean over pairs, images resized to size_px and converted to grayscale, Gaussian
     weights (sigma 1.5), population covariance, data range 1."""
-    r, g = rgb2gray(resize_images(recons, size_px)), rgb2gray(resize_images(gts, size_px))
+    r, g = rgb2gray(to_metric_size(recons, size_px)), rgb2gray(to_metric_size(gts, size_px))
     return float(np.mean([structural_similarity(r[i], g[i], gaussian_weights=True, sigma=1.5,
                                                 use_sample_covariance=False, data_range=1.0)
                           for i in range(len(r))]))

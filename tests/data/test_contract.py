@@ -6,6 +6,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from mindvis.data.contract import (PreprocessedSubject, Stimuli, contract_files, read_subject, write_subject)
+from mindvis.data.images import resize_images
 from mindvis.errors import ContractError
 
 
@@ -75,3 +76,14 @@ def test_reading_an_incomplete_directory_names_the_missing_file(tmp_path):
     (tmp_path / "s" / "voxels.parquet").unlink()
     with pytest.raises(ContractError, match="voxels.parquet"):
         read_subject(tmp_path / "s")
+
+
+def test_images_of_gives_each_stimulus_at_the_model_size_with_the_one_resize_policy():
+    rng = np.random.default_rng(0)
+    stimuli = Stimuli(images=rng.integers(0, 256, (3, 8, 8, 3), dtype=np.uint8), stimulus_id=np.array(["a", "b", "c"]))
+    out = stimuli.images_of(np.array(["c", "a", "c"]), 4)
+    assert out.shape == (3, 4, 4, 3) and out.dtype == np.uint8
+    np.testing.assert_array_equal(out, resize_images(stimuli.images[[2, 0, 2]], 4))  # Lanczos, centre square
+    np.testing.assert_array_equal(stimuli.images_of(np.array(["b"]), 8)[0], stimuli.images[1])  # stored size: as is
+    with pytest.raises(ContractError, match="absent from stimuli.npz"):
+        stimuli.images_of(np.array(["z"]), 4)

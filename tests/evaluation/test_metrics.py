@@ -29,7 +29,7 @@ from mindvis.evaluation.metrics import (
     pairwise_identification,
     pcc_matrix,
     pixcorr,
-    resize_images,
+    to_metric_size,
     shuffled_pairing,
     ssim_gray,
     ssim_matrix,
@@ -198,7 +198,7 @@ def test_pixcorr_and_ssim_are_one_for_identical_images_and_lower_for_others() ->
 
 def test_pixcorr_and_ssim_follow_the_nsd_papers_recipe() -> None:
     a, b = smooth_images(2, seed=9), smooth_images(2, seed=10)
-    ra, rb = resize_images(a, 50), resize_images(b, 50)
+    ra, rb = to_metric_size(a, 50), to_metric_size(b, 50)
     assert ra.shape == (2, 50, 50, 3) and ra.min() >= 0.0 and ra.max() <= 1.0
     expected_corr = np.mean([np.corrcoef(ra[i].ravel(), rb[i].ravel())[0, 1] for i in range(2)])
     expected_ssim = np.mean([structural_similarity(rgb2gray(ra[i]), rgb2gray(rb[i]), gaussian_weights=True,
