@@ -37,7 +37,7 @@ from mindvis.config import load
 from mindvis.config.data import DemoDataConfig
 from mindvis.demo.images import category_table, generate_category_images
 from mindvis.evaluation.metrics import pixcorr
-from mindvis.models.sampling import denoise_latents, initial_latent, to_model_range, to_uint8
+from mindvis.models.sampling import LatentImagePipeline, initial_latent, to_model_range, to_uint8
 from mindvis.models.ldm import ClassConditionedLdm, is_cross_attention
 from mindvis.training.ldm_pretrain import encode_images
 
@@ -69,7 +69,8 @@ def sample(model: ClassConditionedLdm, vqvae: VQModel, context: torch.Tensor) ->
     """One DDIM-20 sample per context row (N, 1, C), from the noise of item = row (same noise in every arm)."""
     x_t = torch.stack([initial_latent(NOISE_SEED, row, 0, model.latent_shape) for row in range(len(context))])
     time_cond = context.new_zeros(len(context), model.architecture.time_embed_dim)
-    return to_uint8(vqvae.decode(denoise_latents(model, x_t, context, time_cond, "ddim", 20)).sample)
+    latents = LatentImagePipeline.with_sampler(model, vqvae, "ddim").denoise(x_t, context, time_cond, 20)
+    return to_uint8(vqvae.decode(latents).sample)
 
 
 def main() -> None:

@@ -26,7 +26,7 @@ from torch import nn
 from mindvis.checkpoints.label2img import load_pretrained_ldm
 from mindvis.config import load
 from mindvis.demo.images import category_table
-from mindvis.models.sampling import sample_class_images
+from mindvis.models.sampling import LatentImagePipeline
 from mindvis.models.ldm import ClassConditionedLdm
 from mindvis.evaluation.demo_classifier import load_demo_classifier
 from mindvis.training.ldm_pretrain import category_images, encode_images
@@ -62,8 +62,9 @@ def main() -> None:
     size = pretrained.architecture.image_size
 
     started = time.perf_counter()
-    samples = sample_class_images(ldm, pretrained.vqvae.eval(), classes, classes, args.samples, "ddim", args.steps,
-                                  FRESH_SEED, batch_size=65)  # (n, K, S, S, 3)
+    pipeline = LatentImagePipeline.with_sampler(ldm, pretrained.vqvae.eval(), "ddim")
+    samples = pipeline(torch.from_numpy(classes), classes, args.samples, args.steps, FRESH_SEED,
+                       batch_size=65)  # (n, K, S, S, 3)
     seconds = time.perf_counter() - started
     flat = samples.reshape(-1, size, size, 3)
     truth = np.repeat(classes, args.samples)

@@ -42,7 +42,7 @@ from mindvis.config.stage_b import SamplingConfig
 from mindvis.data.contract import read_subject
 from mindvis.errors import InputDataError
 from mindvis.devices import resolve_device
-from mindvis.models.sampling import sample_class_images, to_model_range, to_uint8
+from mindvis.models.sampling import LatentImagePipeline, to_model_range, to_uint8
 from mindvis.io import atomic_directory
 from mindvis.models.ldm import ClassConditionedLdm
 
@@ -127,8 +127,9 @@ def class_conditioned_samples(ldm: PretrainedLdm, classes: np.ndarray, items: np
         raise InputDataError("the pretrained LDM has no class embedding", value="cond_stage_model.embedding.weight",
                              expected="a label2img checkpoint (ClassEmbedder cond stage)")
     model = ClassConditionedLdm(ldm.architecture, ldm.unet, nn.Embedding.from_pretrained(ldm.class_embedding))
-    return sample_class_images(model.to(device).eval(), ldm.vqvae.eval(), classes, items, sampling.resolved_n_samples,
-                               sampling.resolved_scheduler, sampling.resolved_steps, seed, sampling.batch_size)
+    pipeline = LatentImagePipeline.with_sampler(model.to(device).eval(), ldm.vqvae.eval(), sampling.resolved_scheduler)
+    return pipeline(torch.as_tensor(classes), items, sampling.resolved_n_samples, sampling.resolved_steps, seed,
+                    sampling.batch_size)
 
 
 def stage_scores(score: Callable[[np.ndarray, np.ndarray], dict[str, float]], ground_truth: np.ndarray,

@@ -149,7 +149,41 @@ def alphas_cumprod(arch: LdmArchitecture) -> torch.Tensor:
     return torch.from_numpy(np.cumprod(1.0 - betas)).float()
 
 
-class FmriLDM(nn.Module):
+class ConditionedLdm(nn.Module):
+    """A UNet denoising latents (N, c, h, w) under a conditioning: what FmriLDM and ClassConditionedLdm share.
+
+    Subclasses turn their input (fMRI, class labels) into the UNet's two conditioning paths with `condition`:
+    a cross-attention context (N, tokens, C) and a vector (N, E) added to the timestep embedding.
+    """
+
+    def __init__(self, architecture: LdmArchitecture, unet: UNet2DConditionModel) -> None:
+        super().__init__()
+        self.architecture = architecture
+        self.unet = unet
+        self.register_buffer("alphas_cumprod", alphas_cumprod(architecture), persistent=False)
+
+    @property
+    def latent_shape(self) -> tuple[int, int, int]:
+        """(c, h, w) of one latent at the architecture's image size."""
+        size = self.architecture.latent_size
+        return (self.architecture.latent_channels, size, size)
+
+    def condition(self, inputs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """inputs (N, ...) -> (context (N, tokens, C), time conditioning (N, E))."""
+        raise NotImplementedError
+
+    def denoise(self, x_t: torch.Tensor, t: torch.Tensor, context: torch.Tensor,
+                time_cond: torch.Tensor) -> torch.Tensor:
+        """Noise prediction eps (N, c, h, w) for noisy latents x_t at integer timesteps t (N,) or scalar."""
+        return self.unet(x_t, t, encoder_hidden_states=context, class_labels=time_cond).sample
+
+    def add_noise(self, latents: torch.Tensor, noise: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        """Forward diffusion q(x_t | x_0): sqrt(a_t) x_0 + sqrt(1 - a_t) noise, a_t = alphas_cumprod[t]."""
+        a_t = self.alphas_cumprod[t].to(latents.dtype).view(-1, 1, 1, 1)
+        return a_t.sqrt() * latents + (1.0 - a_t).sqrt() * noise
+
+
+class FmriLDM(ConditionedLdm):
     """DC-LDM: VQ first stage + fMRI-conditioned UNet. Images are NCHW in [-1, 1]; latents (N, c, h, w).
 
     Args:
@@ -161,29 +195,15 @@ class FmriLDM(nn.Module):
 
     def __init__(self, architecture: LdmArchitecture, unet: UNet2DConditionModel, vqvae: VQModel,
                  conditioner: FmriConditioner, time_head: TimeConditioningHead) -> None:
-        super().__init__()
-        self.architecture = architecture
-        self.unet = unet
+        super().__init__(architecture, unet)
         self.vqvae = vqvae
         self.conditioner = conditioner
         self.time_head = time_head
-        self.register_buffer("alphas_cumprod", alphas_cumprod(architecture), persistent=False)
-
-    @property
-    def latent_shape(self) -> tuple[int, int, int]:
-        """(c, h, w) of one latent at the architecture's image size."""
-        size = self.architecture.latent_size
-        return (self.architecture.latent_channels, size, size)
 
     def condition(self, fmri: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """fmri (N, V) -> (context (N, 77, C), time conditioning (N, E))."""
         context = self.conditioner(fmri)
         return context, self.time_head(context)
-
-    def denoise(self, x_t: torch.Tensor, t: torch.Tensor, context: torch.Tensor,
-                time_cond: torch.Tensor) -> torch.Tensor:
-        """Noise prediction eps (N, c, h, w) for noisy latents x_t at integer timesteps t (N,) or scalar."""
-        return self.unet(x_t, t, encoder_hidden_states=context, class_labels=time_cond).sample
 
     def predict_noise(self, x_t: torch.Tensor, t: torch.Tensor, fmri: torch.Tensor) -> torch.Tensor:
         """Noise prediction eps (N, c, h, w) conditioned on fmri (N, V)."""
@@ -203,11 +223,6 @@ class FmriLDM(nn.Module):
         _, _, (_, _, indices) = self.vqvae.quantize(latents)
         n, _, h, w = latents.shape
         return indices.reshape(n, h, w)
-
-    def add_noise(self, latents: torch.Tensor, noise: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-        """Forward diffusion q(x_t | x_0): sqrt(a_t) x_0 + sqrt(1 - a_t) noise, a_t = alphas_cumprod[t]."""
-        a_t = self.alphas_cumprod[t].to(latents.dtype).view(-1, 1, 1, 1)
-        return a_t.sqrt() * latents + (1.0 - a_t).sqrt() * noise
 
     def training_loss(self, images: torch.Tensor, fmri: torch.Tensor, noise: torch.Tensor | None = None,
                       t: torch.Tensor | None = None, generator: torch.Generator | None = None) -> torch.Tensor:
@@ -306,37 +321,23 @@ class AttributeEmbedding(nn.Module):
         return parts.sum(dim=1)
 
 
-class ClassConditionedLdm(nn.Module):
+class ClassConditionedLdm(ConditionedLdm):
     """label2img in miniature: a UNet denoising VQ latents, conditioned on a class through a class embedding.
 
     The class embedding (labels (N,) -> (N, C); an nn.Embedding as the CompVis ClassEmbedder, or an
     AttributeEmbedding) gives a one-token cross-attention context (N, 1, C). The UNet's `class_labels` input (the
-    time-conditioning path MinD-Vis adds later) receives zeros. Exposes `architecture`, `latent_shape` and `denoise`
-    like FmriLDM, so the same samplers run it.
+    time-conditioning path MinD-Vis adds later) receives zeros.
     """
 
     def __init__(self, architecture: LdmArchitecture, unet: UNet2DConditionModel, class_embedding: nn.Module
                  ) -> None:
-        super().__init__()
-        self.architecture = architecture
-        self.unet = unet
+        super().__init__(architecture, unet)
         self.class_embedding = class_embedding
-        self.register_buffer("alphas_cumprod", alphas_cumprod(architecture), persistent=False)
-
-    @property
-    def latent_shape(self) -> tuple[int, int, int]:
-        size = self.architecture.latent_size
-        return (self.architecture.latent_channels, size, size)
 
     def condition(self, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """labels (N,) int64 -> (context (N, 1, C), zero time conditioning (N, E))."""
         context = self.class_embedding(labels)[:, None, :]
         return context, context.new_zeros(len(labels), self.architecture.time_embed_dim)
-
-    def denoise(self, x_t: torch.Tensor, t: torch.Tensor, context: torch.Tensor, time_cond: torch.Tensor
-                ) -> torch.Tensor:
-        """Noise prediction (N, c, h, w) of noisy latents x_t at timesteps t."""
-        return self.unet(x_t, t, encoder_hidden_states=context, class_labels=time_cond).sample
 
     def training_loss(self, latents: torch.Tensor, labels: torch.Tensor, min_snr_gamma: float | None = None
                       ) -> torch.Tensor:
@@ -347,11 +348,11 @@ class ClassConditionedLdm(nn.Module):
         """
         t = torch.randint(0, self.architecture.num_train_timesteps, (len(latents),), device=latents.device)
         noise = torch.randn_like(latents)
-        a_t = self.alphas_cumprod[t].to(latents.dtype)
-        x_t = a_t.sqrt().view(-1, 1, 1, 1) * latents + (1.0 - a_t).sqrt().view(-1, 1, 1, 1) * noise
         context, time_cond = self.condition(labels)
-        per_sample = (self.denoise(x_t, t, context, time_cond) - noise).pow(2).mean(dim=(1, 2, 3))
+        per_sample = (self.denoise(self.add_noise(latents, noise, t), t, context, time_cond) - noise
+                      ).pow(2).mean(dim=(1, 2, 3))
         if min_snr_gamma is not None:
+            a_t = self.alphas_cumprod[t]
             snr = a_t / (1.0 - a_t)
             per_sample = per_sample * snr.clamp(max=min_snr_gamma) / snr
         return per_sample.mean()

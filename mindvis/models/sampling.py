@@ -1,4 +1,5 @@
-"""Image generation from fMRI with a DC-LDM: seeded, batched, PLMS / DDIM / DPM-Solver++.
+"""Image generation from a conditioned LDM (fMRI for MinD-Vis, class labels for the demo LDM): seeded, batched,
+PLMS / DDIM / DPM-Solver++.
 
 As the reference: no classifier-free guidance, deterministic samplers (DDIM eta 0), the VQ decoder quantizes the
 final latents, images are clamp((x + 1) / 2, 0, 1). Every generated image starts from its own Gaussian latent,
@@ -13,12 +14,12 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 import torch
-from diffusers import VQModel
+from diffusers import SchedulerMixin, VQModel
 from tqdm.auto import tqdm
 
 from mindvis.config.stage_b import DEFAULT_SAMPLER_STEPS
 from mindvis.errors import ConfigError, InputDataError
-from mindvis.models.ldm import SAMPLERS, ClassConditionedLdm, FmriLDM, make_sampler
+from mindvis.models.ldm import SAMPLERS, ConditionedLdm, FmriLDM, make_sampler
 
 log = logging.getLogger(__name__)
 
@@ -30,51 +31,81 @@ def initial_latent(seed: int, item: int, sample: int, shape: tuple[int, ...]) ->
     return torch.randn(shape, generator=generator)
 
 
-@torch.no_grad()
-def denoise_latents(model: FmriLDM, x_t: torch.Tensor, context: torch.Tensor, time_cond: torch.Tensor,
-                    scheduler: str, steps: int, on_step: Callable[[], None] | None = None) -> torch.Tensor:
-    """Run a sampler from x_T (N, c, h, w) to x_0 with fixed conditioning (context (N, 77, C), time_cond (N, E)).
+class LatentImagePipeline:
+    """Images from a conditioned LDM: condition -> starting noise -> denoise -> decode -> uint8, in one place.
 
-    A fresh scheduler per call: PNDM keeps the previous noise predictions of the run it is in.
-    `on_step` is called after each model evaluation (for progress bars).
-    """
-    sampler = make_sampler(scheduler, model.architecture)
-    sampler.set_timesteps(steps, device=x_t.device)
-    x_t = x_t * sampler.init_noise_sigma
-    for t in sampler.timesteps:
-        model_input = sampler.scale_model_input(x_t, t)
-        eps = model.denoise(model_input, t, context, time_cond)
-        x_t = sampler.step(eps, t, x_t).prev_sample
-        if on_step is not None:
-            on_step()
-    return x_t
-
-
-@torch.no_grad()
-def sample_class_images(model: ClassConditionedLdm, vqvae: VQModel, classes: Sequence[int], items: Sequence[int],
-                        n_samples: int, scheduler: str, steps: int, seed: int, batch_size: int) -> np.ndarray:
-    """`n_samples` images of each class label from a class-conditioned LDM (its class token as the context).
+    Diffusers style: model parts plus an injected scheduler. Generation (FmriLDM, fMRI rows), Stage B validation,
+    the ceilings and the demo LDM's grids (ClassConditionedLdm, class labels) all sample through it.
 
     Args:
-        classes: (M,) class indices.
-        items: (M,) the noise item of each class: sample k starts from `initial_latent(seed, items[i], k)` (the
-            ceilings pass test rows, so a class-conditioned sample shares the reconstruction's starting noise).
-        batch_size: latents denoised together (images do not depend on it).
-    Returns:
-        uint8 (M, n_samples, H, W, 3), decoded on the model's device.
+        model: a ConditionedLdm; it runs on the device its parameters are on.
+        vqvae: the first stage that decodes its latents (snapping them to the codebook, as the reference); moved to
+            the model's device when images are made.
+        scheduler: a diffusers scheduler; every denoising run uses a fresh copy built `from_config` (PNDM keeps the
+            previous noise predictions of the run it is in).
     """
-    device = next(model.parameters()).device
-    vqvae = vqvae.to(device)
-    jobs = [(row, k) for row in range(len(classes)) for k in range(n_samples)]
-    chunks = []
-    for start in range(0, len(jobs), batch_size):
-        chunk = jobs[start:start + batch_size]
-        context, time_cond = model.condition(torch.tensor([int(classes[row]) for row, _ in chunk], device=device))
-        x_t = torch.stack([initial_latent(seed, int(items[row]), k, model.latent_shape) for row, k in chunk])
-        latents = denoise_latents(model, x_t.to(device), context, time_cond, scheduler, steps)
-        chunks.append(to_uint8(vqvae.decode(latents).sample))
-    images = np.concatenate(chunks)
-    return images.reshape(len(classes), n_samples, *images.shape[1:])
+
+    def __init__(self, model: ConditionedLdm, vqvae: VQModel, scheduler: SchedulerMixin) -> None:
+        self.model = model
+        self.vqvae = vqvae
+        self.scheduler = scheduler
+
+    @classmethod
+    def with_sampler(cls, model: ConditionedLdm, vqvae: VQModel, sampler: str) -> LatentImagePipeline:
+        """A pipeline with one of SAMPLERS ("plms", "ddim", "dpmpp") on the model's noise schedule."""
+        return cls(model, vqvae, make_sampler(sampler, model.architecture))
+
+    def _fresh_scheduler(self, steps: int, device: torch.device | None = None) -> SchedulerMixin:
+        scheduler = type(self.scheduler).from_config(self.scheduler.config)
+        scheduler.set_timesteps(steps, device=device)
+        return scheduler
+
+    def evaluations(self, steps: int) -> int:
+        """Model evaluations of one denoising run of `steps` steps (PLMS: steps + 1)."""
+        return len(self._fresh_scheduler(steps).timesteps)
+
+    @torch.no_grad()
+    def denoise(self, x_t: torch.Tensor, context: torch.Tensor, time_cond: torch.Tensor, steps: int,
+                on_step: Callable[[], None] | None = None) -> torch.Tensor:
+        """Run the sampler from x_T (N, c, h, w) to x_0 with fixed conditioning (context, time_cond).
+
+        `on_step` is called after each model evaluation (for progress bars).
+        """
+        scheduler = self._fresh_scheduler(steps, x_t.device)
+        x_t = x_t * scheduler.init_noise_sigma
+        for t in scheduler.timesteps:
+            eps = self.model.denoise(scheduler.scale_model_input(x_t, t), t, context, time_cond)
+            x_t = scheduler.step(eps, t, x_t).prev_sample
+            if on_step is not None:
+                on_step()
+        return x_t
+
+    @torch.no_grad()
+    def __call__(self, inputs: torch.Tensor, items: Sequence[int], n_samples: int, steps: int, seed: int,
+                 batch_size: int, on_step: Callable[[], None] | None = None) -> np.ndarray:
+        """`n_samples` images of each input row (fMRI rows or class labels, whatever the model conditions on).
+
+        Args:
+            inputs: (M, ...) one conditioning input per row.
+            items: (M,) the noise item of each row: sample k starts from `initial_latent(seed, items[i], k)`, so
+                the images do not depend on `batch_size` or the device.
+            batch_size: latents denoised together.
+        Returns:
+            uint8 (M, n_samples, H, W, 3).
+        """
+        device = next(self.model.parameters()).device
+        self.vqvae.to(device)
+        jobs = [(row, k) for row in range(len(inputs)) for k in range(n_samples)]
+        chunks = []
+        for start in range(0, len(jobs), batch_size):
+            chunk = jobs[start:start + batch_size]
+            rows = torch.tensor([row for row, _ in chunk])
+            context, time_cond = self.model.condition(inputs[rows].to(device))
+            x_t = torch.stack([initial_latent(seed, int(items[row]), k, self.model.latent_shape) for row, k in chunk])
+            latents = self.denoise(x_t.to(device), context, time_cond, steps, on_step)
+            chunks.append(to_uint8(self.vqvae.decode(latents).sample))
+        images = np.concatenate(chunks)
+        return images.reshape(len(inputs), n_samples, *images.shape[1:])
 
 
 def to_model_range(images: np.ndarray | torch.Tensor) -> torch.Tensor:
@@ -125,33 +156,18 @@ def generate(model: FmriLDM, fmri: np.ndarray | torch.Tensor, n_samples: int = 5
                           value={"n_samples": n_samples, "batch_size": batch_size, "steps": steps})
     steps = steps if steps is not None else DEFAULT_SAMPLER_STEPS[scheduler]
     fmri = _check_fmri(fmri)
-    device = torch.device(device)
-    jobs = [(item, sample) for item in range(fmri.shape[0]) for sample in range(n_samples)]
-    chunks = [jobs[start:start + batch_size] for start in range(0, len(jobs), batch_size)]
-    probe = make_sampler(scheduler, model.architecture)
-    probe.set_timesteps(steps)
-    evaluations = len(probe.timesteps)  # model calls per batch (PLMS: steps + 1)
-
     was_training = model.training
     original_device = next(model.parameters()).device
-    model.eval().to(device)
-    size = model.architecture.image_size
-    images = np.zeros((fmri.shape[0], n_samples, size, size, 3), dtype=np.uint8)
+    model.eval().to(torch.device(device))
+    pipeline = LatentImagePipeline.with_sampler(model, model.vqvae, scheduler)
+    n_batches = -(-fmri.shape[0] * n_samples // batch_size)
     try:
-        with torch.no_grad(), tqdm(total=len(chunks) * evaluations, unit="step", disable=not progress,
-                                   desc=f"generate {len(jobs)} images ({scheduler}, {steps} steps)") as bar:
-            for chunk in chunks:
-                rows = torch.tensor([item for item, _ in chunk])
-                context, time_cond = model.condition(fmri[rows].to(device))
-                x_t = torch.stack([initial_latent(seed, item, sample, model.latent_shape)
-                                   for item, sample in chunk]).to(device)
-                latents = denoise_latents(model, x_t, context, time_cond, scheduler, steps,
-                                          on_step=lambda: bar.update(1))
-                decoded = to_uint8(model.decode(latents))
-                for (item, sample), image in zip(chunk, decoded):
-                    images[item, sample] = image
+        with tqdm(total=n_batches * pipeline.evaluations(steps), unit="step", disable=not progress,
+                  desc=f"generate {fmri.shape[0] * n_samples} images ({scheduler}, {steps} steps)") as bar:
+            images = pipeline(fmri, range(fmri.shape[0]), n_samples, steps, seed, batch_size,
+                              on_step=lambda: bar.update(1))
     finally:
         model.to(original_device).train(was_training)
-    log.info("generated %d images (%d fMRI x %d) with %s, %d steps", len(jobs), fmri.shape[0], n_samples,
-             scheduler, steps)
+    log.info("generated %d images (%d fMRI x %d) with %s, %d steps", fmri.shape[0] * n_samples, fmri.shape[0],
+             n_samples, scheduler, steps)
     return images

@@ -47,7 +47,7 @@ from mindvis.config.stage_b import LdmPretrainConfig, StageBConfig
 from mindvis.demo.images import ATTRIBUTE_SIZES, Category, category_table, generate_category_images, n_categories
 from mindvis.demo.pretrained import CLASS_INDEX_FILE, RECIPE_FILE, generator_probe, ldm_recipe
 from mindvis.figures import labelled_grid
-from mindvis.models.sampling import sample_class_images, to_model_range, to_uint8
+from mindvis.models.sampling import LatentImagePipeline, to_model_range, to_uint8
 from mindvis.models.ldm import AttributeEmbedding, ClassConditionedLdm, build_unet, build_vqvae
 from mindvis.training.common import (
     build_trainer,
@@ -373,8 +373,9 @@ def train_demo_ldm(demo_cfg: DemoDataConfig, cfg: StageBConfig, image_size: int,
                         shuffle=True)
     trainer, unet_seconds = _fit(system, loader, settings.unet_epochs, unet_dir, job, settings, trainer_cfg, run)
     ldm = system.exported.cpu().eval()
-    samples = sample_class_images(ldm, vqvae, shown, shown, SAMPLES_PER_CLASS, cfg.sampling.resolved_scheduler,
-                                  cfg.sampling.resolved_steps, settings.seed, batch_size=len(shown) * SAMPLES_PER_CLASS)
+    pipeline = LatentImagePipeline.with_sampler(ldm, vqvae, cfg.sampling.resolved_scheduler)
+    samples = pipeline(torch.tensor(shown), shown, SAMPLES_PER_CLASS, cfg.sampling.resolved_steps, settings.seed,
+                       batch_size=len(shown) * SAMPLES_PER_CLASS)
     _log_grid(run, np.concatenate([examples[:, None], samples], axis=1), [names[c] for c in shown],
               ["training image"] + [f"sample {k + 1}" for k in range(SAMPLES_PER_CLASS)],
               "ldm_pretrain/class_samples.png")

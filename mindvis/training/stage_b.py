@@ -32,7 +32,7 @@ from mindvis.data.contract import read_subject
 from mindvis.data.pairs import FmriImagePairs, PairDataModule, hold_out, stimulus_image_size, train_rows
 from mindvis.errors import CheckpointError, ConfigError
 from mindvis.figures import sample_grid
-from mindvis.models.sampling import denoise_latents, initial_latent, to_uint8
+from mindvis.models.sampling import LatentImagePipeline, to_uint8
 from mindvis.models.ldm import FmriLDM, assemble_fmri_ldm
 from mindvis.training.common import (
     build_trainer,
@@ -99,17 +99,13 @@ class StageBSystem(pl.LightningModule):
         self.log("train/loss", loss, prog_bar=True, batch_size=len(batch["image"]))
         return loss
 
-    @torch.no_grad()
-    def sample(self, fmri: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
-        """One image per fMRI row (N, V) -> decoded (N, 3, H, W) in about [-1, 1], from the items' fixed noise."""
-        context, time_cond = self.model.condition(fmri)
-        x_t = torch.stack([initial_latent(self.seed, int(item), 0, self.model.latent_shape) for item in items])
-        latents = denoise_latents(self.model, x_t.to(fmri.device), context, time_cond, self.val_scheduler,
-                                  self.val_steps)
-        return self.model.decode(latents)
+    def sample(self, fmri: torch.Tensor, items: torch.Tensor) -> np.ndarray:
+        """One image per fMRI row (N, V) -> uint8 (N, H, W, 3), from the items' fixed noise."""
+        pipeline = LatentImagePipeline.with_sampler(self.model, self.model.vqvae, self.val_scheduler)
+        return pipeline(fmri, items.tolist(), 1, self.val_steps, self.seed, len(fmri))[:, 0]
 
     def validation_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
-        samples = to_uint8(self.sample(batch["fmri"], batch["item"]))  # (N, H, W, 3)
+        samples = self.sample(batch["fmri"], batch["item"])  # (N, H, W, 3)
         truth = to_uint8(batch["image"])
         score = pixel_correlation(torch.from_numpy(samples), torch.from_numpy(truth))
         self.log(VAL_METRIC, score.mean().float(), prog_bar=True, sync_dist=True, batch_size=len(samples))

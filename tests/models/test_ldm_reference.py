@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from mindvis.checkpoints import load_stage_b
-from mindvis.models.sampling import denoise_latents
+from mindvis.models.sampling import LatentImagePipeline
 from mindvis.models.ldm import alphas_cumprod, make_sampler
 
 FIXTURE = Path(__file__).parents[1] / "fixtures" / "release" / "stage_b"
@@ -93,7 +93,8 @@ def test_five_step_plms_run_matches(model, expected):
     # diffusers evaluates the first PLMS step twice (the reference's pseudo improved Euler) at the same t
     assert list(dict.fromkeys(sampler.timesteps.tolist())) == expected["plms_timesteps"].tolist()
     context, time_cond = model.condition(expected["fmri"])
-    latents = denoise_latents(model, expected["plms_x_T"], context, time_cond, "plms", steps=5)
+    latents = LatentImagePipeline.with_sampler(model, model.vqvae, "plms").denoise(expected["plms_x_T"], context,
+                                                                                 time_cond, steps=5)
     close(latents, expected["plms_latent"], 1e-3)
     image = ((model.decode(latents) + 1) / 2).clamp(0, 1)
     close(image, expected["plms_image"], 1e-3)
