@@ -89,7 +89,7 @@ def main() -> None:
         per_image = {name: decode(init, subject_dir, work / name, cfg, Path(classifier).parent if classifier else None)
                      for name, init in arms.items()}
     result = {"subject": args.subject, "n_test_images": len(per_image["pretrained"]),
-              "n_samples": cfg.stage_b.sampling.resolved_n_samples,
+              "n_samples": cfg.stage_b.sampling.n_samples,
               "arms": {name: {m: summary(table[m]) for m in METRICS} for name, table in per_image.items()},
               "pretrained_minus_random": {m: summary(per_image["pretrained"][m] - per_image["random"][m])
                                           for m in METRICS},

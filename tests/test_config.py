@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from mindvis.config import SCHEMA, Config, load, read_command_line, resolve
+from mindvis.config import PRESETS, SCHEMA, Config, load, read_command_line, resolve
 from mindvis.config.build import build_partial, to_dict
 from mindvis.config.data import HcpPreprocessConfig
 from mindvis.config.stage_a import MbmModelConfig
@@ -137,3 +137,32 @@ def test_a_partial_config_survives_pickle_copy_and_fingerprints():
     assert copy.deepcopy(cfg).stage_a.model == cfg.stage_a.model
     text = json.dumps(dataclasses.asdict(cfg.stage_a), default=str)  # resume fingerprints hash this
     assert "stage_a.finetune: not carried" in text
+
+
+def _assert_filled(node, table: dict, where: tuple[str, ...]) -> None:
+    """Every key a preset table names is set on the resolved config `node` (dict values are values, e.g. per
+    dataset, unless the config has a section there)."""
+    for key, value in table.items():
+        child = getattr(node, key)
+        assert child is not None, where + (key,)
+        if isinstance(value, dict) and dataclasses.is_dataclass(child):
+            _assert_filled(child, value, where + (key,))
+
+
+@pytest.mark.parametrize("preset", ["demo", "paper"])
+def test_every_preset_key_is_concrete_after_load(preset):
+    cfg = resolve({"preset": preset, "demo": preset == "demo"})
+    for section, presets in PRESETS.items():
+        node = cfg
+        for key in section:
+            node = getattr(node, key)
+        _assert_filled(node, presets[preset], section)
+    # and the keys derived from others: no code falls back at use time
+    sampling, training = cfg.stage_b.sampling, cfg.stage_b.training
+    assert sampling.steps == (20 if preset == "demo" else 250)
+    assert training.unet_learning_rate == (1e-5 if preset == "demo" else training.learning_rate)
+
+
+def test_derived_keys_follow_the_users_choice():
+    cfg = resolve({"demo": False, "stage_b": {"sampling": {"scheduler": "dpmpp"}, "training": {"learning_rate": 2e-4}}})
+    assert cfg.stage_b.sampling.steps == 25 and cfg.stage_b.training.unet_learning_rate == 2e-4

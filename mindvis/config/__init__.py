@@ -24,7 +24,7 @@ from mindvis.config.data import PREPROCESS_PRESETS, DemoDataConfig, PreprocessCo
 from mindvis.config.evaluation import EVALUATION_PRESETS, EvaluationConfig
 from mindvis.config.runtime import JobResources, TrackingConfig, TrainerConfig
 from mindvis.config.stage_a import STAGE_A_PRESETS, StageAConfig
-from mindvis.config.stage_b import STAGE_B_PRESETS, StageBConfig
+from mindvis.config.stage_b import DEFAULT_SAMPLER_STEPS, STAGE_B_PRESETS, StageBConfig
 from mindvis.config.schema import schema_of
 from mindvis.errors import ConfigError
 
@@ -128,6 +128,19 @@ def _fill_presets(raw: dict[str, Any], preset: str) -> dict[str, Any]:
     return resolved
 
 
+def _fill_derived(resolved: dict[str, Any]) -> dict[str, Any]:
+    """Fill the null keys whose value follows from other resolved keys, so no code falls back at use time:
+    sampler steps from the sampler (DEFAULT_SAMPLER_STEPS) and Stage B's UNet rate from its learning rate (the
+    reference's single rate)."""
+    stage_b = resolved["stage_b"]
+    sampling, training = stage_b.setdefault("sampling", {}), stage_b.setdefault("training", {})
+    if sampling.get("steps") is None:
+        sampling["steps"] = DEFAULT_SAMPLER_STEPS[sampling["scheduler"]]
+    if training.get("unet_learning_rate") is None:
+        training["unet_learning_rate"] = training["learning_rate"]
+    return resolved
+
+
 def _merge_nulls(node: dict[str, Any], defaults: dict[str, Any]) -> None:
     for key, value in defaults.items():
         if isinstance(value, dict):
@@ -206,7 +219,7 @@ def resolve(raw: dict[str, Any], source: str = "config") -> Config:
     preset = raw.get("preset", "auto")
     if preset == "auto":
         preset = "demo" if raw.get("demo", True) else "paper"
-    return build(Config, _fill_presets(raw, preset))
+    return build(Config, _fill_derived(_fill_presets(raw, preset)))
 
 
 def load(path: str | os.PathLike[str]) -> Config:

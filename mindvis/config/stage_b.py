@@ -209,18 +209,6 @@ class SamplingConfig:
                                                           "description": "images generated per fMRI sample"})
     batch_size: int = field(default=5, metadata={"minimum": 1, "description": "latents denoised together"})
 
-    @property
-    def resolved_scheduler(self) -> str:
-        return self.scheduler or "plms"
-
-    @property
-    def resolved_n_samples(self) -> int:
-        return self.n_samples if self.n_samples is not None else 5  # the reference's 5 per fMRI
-
-    @property
-    def resolved_steps(self) -> int:
-        return self.steps if self.steps is not None else DEFAULT_SAMPLER_STEPS[self.resolved_scheduler]
-
 
 @dataclass(frozen=True)
 class StageBConfig:

@@ -127,8 +127,8 @@ def class_conditioned_samples(ldm: PretrainedLdm, classes: np.ndarray, items: np
         raise InputDataError("the pretrained LDM has no class embedding", value="cond_stage_model.embedding.weight",
                              expected="a label2img checkpoint (ClassEmbedder cond stage)")
     model = ClassConditionedLdm(ldm.architecture, ldm.unet, nn.Embedding.from_pretrained(ldm.class_embedding))
-    pipeline = LatentImagePipeline.with_sampler(model.to(device).eval(), ldm.vqvae.eval(), sampling.resolved_scheduler)
-    return pipeline(torch.as_tensor(classes), items, sampling.resolved_n_samples, sampling.resolved_steps, seed,
+    pipeline = LatentImagePipeline.with_sampler(model.to(device).eval(), ldm.vqvae.eval(), sampling.scheduler)
+    return pipeline(torch.as_tensor(classes), items, sampling.n_samples, sampling.steps, seed,
                     sampling.batch_size)
 
 
@@ -194,7 +194,7 @@ def write_ceiling_images(samples_npz: str | os.PathLike[str], subject_dir: str |
     device = resolve_device(str(device))
     generated = np.load(samples_npz)
     ground_truth, stimulus_ids = generated["ground_truth"], generated["stimulus_id"].astype(str)
-    size, k = ground_truth.shape[1], sampling.resolved_n_samples
+    size, k = ground_truth.shape[1], sampling.n_samples
     # Stage B keeps the pretrained LDM's first stage frozen: read it from the LDM when that is loaded anyway (one
     # checkpoint read instead of two, each ~2 GB on real data), from the Stage B model otherwise.
     ldm = load_pretrained_ldm(pretrained_ldm, image_size=size) if pretrained_ldm is not None else None
@@ -215,7 +215,7 @@ def write_ceiling_images(samples_npz: str | os.PathLike[str], subject_dir: str |
             skipped["class_conditioned"] = "no test image's category is one of the LDM's classes"
         else:
             log.info("class-conditioned samples of %d / %d test images (%s, %d steps)", len(rows), len(classes),
-                     sampling.resolved_scheduler, sampling.resolved_steps)
+                     sampling.scheduler, sampling.steps)
             conditioned = class_conditioned_samples(ldm, classes[rows], rows, sampling, seed, device)
     out_path = Path(out_path)
     with atomic_directory(out_path.parent) as tmp:

@@ -60,8 +60,8 @@ def generate_subject(stage_b_path: str | os.PathLike[str], subject_dir: str | os
     """
     subject_dir, out_dir = Path(subject_dir), Path(out_dir)
     device = resolve_device(str(device))
-    scheduler, steps = sampling.resolved_scheduler, sampling.resolved_steps
-    n_samples = sampling.resolved_n_samples
+    scheduler, steps = sampling.scheduler, sampling.steps
+    n_samples = sampling.n_samples
     model = load_stage_b(stage_b_path)
     subject = read_subject(subject_dir, mmap=True)
     rows = averaged_test_rows(subject, subject_dir)

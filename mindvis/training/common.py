@@ -205,14 +205,6 @@ def clear_resume_state(resume_dir: str | os.PathLike[str]) -> None:
     shutil.rmtree(resume_dir, ignore_errors=True)
 
 
-def require_settings(settings: Any, path: str, *names: str) -> None:
-    """Fail with a ConfigError naming `path` when any of the attributes `names` of `settings` is still None."""
-    unset = [name for name in names if getattr(settings, name) is None]
-    if unset:
-        raise ConfigError("training settings unset", path=path, value=unset,
-                          expected="values (presets fill them when the config is resolved)")
-
-
 def per_dataset(setting: int | Mapping[str, int], dataset_name: str, path: str, what: str) -> int:
     """The value of a setting at `path` for `dataset_name`: the number itself, or its entry in a mapping
     dataset -> value (a ConfigError naming `what`, e.g. "batch size", when the dataset has none)."""

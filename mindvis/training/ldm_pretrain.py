@@ -373,8 +373,8 @@ def train_demo_ldm(demo_cfg: DemoDataConfig, cfg: StageBConfig, image_size: int,
                         shuffle=True)
     trainer, unet_seconds = _fit(system, loader, settings.unet_epochs, unet_dir, job, settings, trainer_cfg, run)
     ldm = system.exported.cpu().eval()
-    pipeline = LatentImagePipeline.with_sampler(ldm, vqvae, cfg.sampling.resolved_scheduler)
-    samples = pipeline(torch.tensor(shown), shown, SAMPLES_PER_CLASS, cfg.sampling.resolved_steps, settings.seed,
+    pipeline = LatentImagePipeline.with_sampler(ldm, vqvae, cfg.sampling.scheduler)
+    samples = pipeline(torch.tensor(shown), shown, SAMPLES_PER_CLASS, cfg.sampling.steps, settings.seed,
                        batch_size=len(shown) * SAMPLES_PER_CLASS)
     _log_grid(run, np.concatenate([examples[:, None], samples], axis=1), [names[c] for c in shown],
               ["training image"] + [f"sample {k + 1}" for k in range(SAMPLES_PER_CLASS)],

@@ -44,7 +44,6 @@ from mindvis.training.common import (
     log_every_n_steps,
     make_adamw,
     per_dataset,
-    require_settings,
     resume_checkpoint,
     training_callbacks,
     warmup_cosine_factor,
@@ -224,7 +223,6 @@ def train_stage_a_pretrain(inputs: Sequence[str | os.PathLike[str]], out_dir: st
         summary figures (samples, voxels, parameters, steps, losses, seconds).
     """
     settings = cfg.pretrain
-    require_settings(settings, "stage_a.pretrain", "epochs", "warmup_epochs", "batch_size", "lr")
     pl.seed_everything(settings.seed, workers=True, verbose=False)
     sizes = _model_sizes(cfg)
     selections = read_selections(inputs, lambda s, d: select_pretrain_rows(s, d, settings.include_god_train))
@@ -252,7 +250,6 @@ def train_stage_a_finetune(subject_dir: str | os.PathLike[str], init_checkpoint:
         out_dir, cfg, trainer_cfg, resume_dir, run: as train_stage_a_pretrain (`cfg.finetune` is used).
     """
     settings = cfg.finetune
-    require_settings(settings, "stage_a.finetune", "epochs", "warmup_epochs", "batch_size", "lr")
     subject_dir = Path(subject_dir)
     dataset_name = subject_dir.parent.name
     batch_size = per_dataset(settings.batch_size, dataset_name, "stage_a.finetune.batch_size", "batch size")

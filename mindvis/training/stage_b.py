@@ -43,7 +43,6 @@ from mindvis.training.common import (
     log_every_n_steps,
     make_adamw,
     per_dataset,
-    require_settings,
     resume_checkpoint,
     training_callbacks,
 )
@@ -194,8 +193,6 @@ def train_stage_b(subject_dir: str | os.PathLike[str], encoder_checkpoint: str |
         summary figures (pairs, parameters, steps, losses, best validation score, seconds).
     """
     settings = cfg.training
-    require_settings(settings, "stage_b.training", "learning_rate", "epochs", "batch_size", "val_items",
-                     "val_every_n_epochs", "val_steps", "checkpoint_every_n_steps", "conditioning_init", "keep")
     subject_dir, out_dir, resume_dir = Path(subject_dir), Path(out_dir), Path(resume_dir)
     dataset = subject_dir.parent.name
     batch_size = per_dataset(settings.batch_size, dataset, "stage_b.training.batch_size", "batch size")
@@ -219,7 +216,7 @@ def train_stage_b(subject_dir: str | os.PathLike[str], encoder_checkpoint: str |
 
     system = StageBSystem(model, lr=settings.learning_rate, unet_lr=settings.unet_learning_rate,
                           weight_decay=settings.weight_decay,
-                          val_scheduler=cfg.sampling.resolved_scheduler, val_steps=settings.val_steps,
+                          val_scheduler=cfg.sampling.scheduler, val_steps=settings.val_steps,
                           seed=settings.seed, run=run)
     has_val = val_set is not None
     log_every = log_every_n_steps(run, DEFAULT_LOG_EVERY_N_STEPS)
@@ -232,7 +229,7 @@ def train_stage_b(subject_dir: str | os.PathLike[str], encoder_checkpoint: str |
                             check_val_every_n_epoch=settings.val_every_n_epochs)
     job = {"stage": "B", "subject": file_signature(subject_dir), "encoder": file_signature(encoder_checkpoint),
            "pretrained_ldm": file_signature(pretrained_ldm), "image_size": image_size,
-           "training": asdict(settings), "val_scheduler": cfg.sampling.resolved_scheduler,
+           "training": asdict(settings), "val_scheduler": cfg.sampling.scheduler,
            "trainer": asdict(trainer_cfg)}
     ckpt_path = resume_checkpoint(resume_dir, fingerprint(job))
     parameters = {"parameters": sum(p.numel() for p in model.parameters()),

@@ -241,7 +241,7 @@ def test_presets_fill_the_architecture_and_image_size_follows_the_stimuli():
     assert (label2img.model_channels, label2img.channel_mult, label2img.vq_num_embeddings) == (192, (1, 2, 3, 5), 8192)
     assert paper.stage_b.training.learning_rate == 5.3e-5
     assert paper.stage_b.training.batch_size == {"GOD": 5, "BOLD5000": 25}
-    assert (paper.stage_b.sampling.resolved_scheduler, paper.stage_b.sampling.resolved_steps) == ("plms", 250)
+    assert (paper.stage_b.sampling.scheduler, paper.stage_b.sampling.steps) == ("plms", 250)
     fixed = config_module.resolve({"stage_b": {"architecture": {"image_size": 32}}})
     assert fixed.stage_b.architecture.build(64).image_size == 32
     with pytest.raises(ConfigError, match="unset"):
