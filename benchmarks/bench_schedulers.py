@@ -61,7 +61,7 @@ def tiny_random_model():
     from mindvis.models.mbm import FmriEncoder, MbmArchitecture
 
     cfg = resolve({"preset": "demo"})
-    arch = cfg.stage_b.architecture.build(cfg.preprocess.image_size)
+    arch = cfg.stage_b.architecture
     torch.manual_seed(0)
     encoder = FmriEncoder(MbmArchitecture.from_preset("demo", RANDOM_MODEL_VOXELS))
     return assemble_fmri_ldm(arch, build_unet(arch), build_vqvae(arch), encoder)

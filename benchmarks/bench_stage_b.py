@@ -36,7 +36,7 @@ def build_model(preset: str):
     from mindvis.models.mbm import FmriEncoder, MbmArchitecture
 
     cfg = resolve({"preset": preset})
-    arch = cfg.stage_b.architecture.build(cfg.preprocess.image_size)
+    arch = cfg.stage_b.architecture
     torch.manual_seed(0)
     encoder = FmriEncoder(MbmArchitecture.from_preset(preset, VOXELS[preset]))
     return assemble_fmri_ldm(arch, build_unet(arch), build_vqvae(arch), encoder)

@@ -265,7 +265,7 @@ def shipped_demo_ldm(cfg: Config) -> Path | None:
     LDM and the shipped one was made by the recipe this config gives; else None (a warning says why)."""
     if not uses_demo_ldm(cfg) or cfg.demo_data.pretrained is None:
         return None
-    arch = cfg.stage_b.architecture.build(cfg.preprocess.image_size)
+    arch = cfg.stage_b.architecture
     return _shipped(Path(cfg.demo_data.pretrained) / "ldm", "ldm",
                     json.dumps(ldm_recipe(cfg.demo_data, arch, cfg.stage_b.ldm_pretrain), sort_keys=True))
 

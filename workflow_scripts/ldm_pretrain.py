@@ -6,5 +6,5 @@ from mindvis.training.ldm_pretrain import train_demo_ldm
 from mindvis.workflow import job
 
 with job(snakemake) as (cfg, run):  # noqa: F821 (snakemake is injected by the script directive)
-    train_demo_ldm(cfg.demo_data, cfg.stage_b, cfg.preprocess.image_size, cfg.trainer,
+    train_demo_ldm(cfg.demo_data, cfg.stage_b, cfg.trainer,
                    Path(snakemake.output.ckpt).parent, snakemake.params.resume_dir, run=run)  # noqa: F821

@@ -130,10 +130,13 @@ def _fill_presets(raw: dict[str, Any], preset: str) -> dict[str, Any]:
 
 def _fill_derived(resolved: dict[str, Any]) -> dict[str, Any]:
     """Fill the null keys whose value follows from other resolved keys, so no code falls back at use time:
-    sampler steps from the sampler (DEFAULT_SAMPLER_STEPS) and Stage B's UNet rate from its learning rate (the
-    reference's single rate)."""
+    the LDM's image size from the stimuli's, sampler steps from the sampler (DEFAULT_SAMPLER_STEPS) and Stage B's
+    UNet rate from its learning rate (the reference's single rate)."""
     stage_b = resolved["stage_b"]
     sampling, training = stage_b.setdefault("sampling", {}), stage_b.setdefault("training", {})
+    architecture = stage_b.setdefault("architecture", {})
+    if architecture.get("image_size") is None:
+        architecture["image_size"] = resolved["preprocess"]["image_size"]
     if sampling.get("steps") is None:
         sampling["steps"] = DEFAULT_SAMPLER_STEPS[sampling["scheduler"]]
     if training.get("unet_learning_rate") is None:

@@ -1,7 +1,8 @@
 """JSON schema generated from the config dataclasses, so types and allowed keys have one source of truth.
 
 Field metadata may carry JSON-schema keywords (`minimum`, `maximum`, `minItems`, `description`...); they are copied
-into the field's schema. Supported annotations: bool, int, float, str, Path, Literal[...], X | None,
+into the field's schema. `preset: True` marks a field whose value the config fills when it is loaded (presets and
+derived keys): config.yaml may leave it null, while the typed dataclass always holds a concrete value. Supported annotations: bool, int, float, str, Path, Literal[...], X | None,
 tuple[X, ...], list[X], dict[str, X] and nested dataclasses (which forbid unknown keys).
 """
 
@@ -48,5 +49,5 @@ def _dataclass_schema(cls: type) -> dict[str, Any]:
     for field in dataclasses.fields(cls):
         prop = schema_of(hints[field.name])
         prop.update({k: v for k, v in field.metadata.items() if k in SCHEMA_KEYWORDS})
-        properties[field.name] = prop
+        properties[field.name] = {"anyOf": [prop, {"type": "null"}]} if field.metadata.get("preset") else prop
     return {"type": "object", "properties": properties, "additionalProperties": False}

@@ -11,7 +11,7 @@ means the stimuli's size (`preprocess.image_size`, what stimuli.npz holds).
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
@@ -35,28 +35,32 @@ class LdmArchitecture:
     (and always in the middle block), `num_heads` heads per attention layer, `context_dim` wide context tokens.
     VQ first stage (taming VQModel): `vq_channels` x `vq_channel_mult`, downsampling by 2**(len(vq_channel_mult)-1),
     a codebook of `vq_num_embeddings` vectors of `latent_channels` dims. GroupNorm uses 32 groups everywhere, so every
-    channel count must be a multiple of 32. The defaults are label2img's.
+    channel count must be a multiple of 32. The defaults are label2img's. It is also the `stage_b.architecture`
+    config section: keys marked `preset` may be null there, and the config fills them when it is loaded (presets;
+    image_size from preprocess.image_size).
     """
 
-    image_size: int = field(default=256, metadata={"minimum": 8, "description": "image side in px"})
+    image_size: int = field(default=256, metadata={
+        "minimum": 8, "preset": True, "description": "image side in px; null = the stimuli's size (preprocess.image_size)"})
     image_channels: int = field(default=3, metadata={"minimum": 1})
-    model_channels: int = field(default=192, metadata={"minimum": 32})
-    channel_mult: tuple[int, ...] = field(default=(1, 2, 3, 5), metadata={"minItems": 1})
+    model_channels: int = field(default=192, metadata={"minimum": 32, "preset": True})
+    channel_mult: tuple[int, ...] = field(default=(1, 2, 3, 5), metadata={"minItems": 1, "preset": True})
     num_res_blocks: int = field(default=2, metadata={"minimum": 1})
     attention_resolutions: tuple[int, ...] = field(default=(2, 4, 8), metadata={
-        "description": "UNet downsample factors (1, 2, 4, ...) whose level has cross-attention"})
+        "preset": True, "description": "UNet downsample factors (1, 2, 4, ...) whose level has cross-attention"})
     num_heads: int = field(default=1, metadata={"minimum": 1})
     transformer_depth: int = field(default=1, metadata={"minimum": 1})
-    context_dim: int = field(default=512, metadata={"minimum": 1})
-    vq_channels: int = field(default=128, metadata={"minimum": 32})
-    vq_channel_mult: tuple[int, ...] = field(default=(1, 2, 4), metadata={"minItems": 1})
-    vq_num_res_blocks: int = field(default=2, metadata={"minimum": 1})
-    vq_num_embeddings: int = field(default=8192, metadata={"minimum": 2})
+    context_dim: int = field(default=512, metadata={"minimum": 1, "preset": True})
+    vq_channels: int = field(default=128, metadata={"minimum": 32, "preset": True})
+    vq_channel_mult: tuple[int, ...] = field(default=(1, 2, 4), metadata={"minItems": 1, "preset": True})
+    vq_num_res_blocks: int = field(default=2, metadata={"minimum": 1, "preset": True})
+    vq_num_embeddings: int = field(default=8192, metadata={"minimum": 2, "preset": True})
     vq_z_channels: int = field(default=3, metadata={"minimum": 1})
     latent_channels: int = field(default=3, metadata={"minimum": 1, "description": "codebook / UNet channels"})
     num_train_timesteps: int = field(default=1000, metadata={"minimum": 1})
-    beta_start: float = field(default=0.0015, metadata={"exclusiveMinimum": 0})
-    beta_end: float = field(default=0.0195, metadata={"exclusiveMinimum": 0})
+    beta_start: float = field(default=0.0015, metadata={"exclusiveMinimum": 0, "preset": True})
+    beta_end: float = field(default=0.0195, metadata={
+        "exclusiveMinimum": 0, "preset": True, "description": "last beta of the CompVis 'linear' noise schedule"})
 
     @property
     def downsample_factor(self) -> int:
@@ -72,48 +76,6 @@ class LdmArchitecture:
     def time_embed_dim(self) -> int:
         """Width of the UNet's timestep embedding (4 x model_channels, as CompVis)."""
         return 4 * self.model_channels
-
-
-@dataclass(frozen=True)
-class LdmArchitectureConfig:
-    """The `stage_b.architecture` section: LdmArchitecture with preset-dependent sizes nullable (see `build`)."""
-
-    image_size: int | None = field(default=None, metadata={
-        "minimum": 8, "description": "image side in px; null = the stimuli's size (preprocess.image_size)"})
-    image_channels: int = field(default=3, metadata={"minimum": 1})
-    model_channels: int | None = field(default=None, metadata={"minimum": 32})
-    channel_mult: tuple[int, ...] | None = field(default=None, metadata={"minItems": 1})
-    num_res_blocks: int = field(default=2, metadata={"minimum": 1})
-    attention_resolutions: tuple[int, ...] | None = field(default=None, metadata={
-        "description": "UNet downsample factors (1, 2, 4, ...) whose level has cross-attention"})
-    num_heads: int = field(default=1, metadata={"minimum": 1})
-    transformer_depth: int = field(default=1, metadata={"minimum": 1})
-    context_dim: int | None = field(default=None, metadata={"minimum": 1})
-    vq_channels: int | None = field(default=None, metadata={"minimum": 32})
-    vq_channel_mult: tuple[int, ...] | None = field(default=None, metadata={"minItems": 1})
-    vq_num_res_blocks: int | None = field(default=None, metadata={"minimum": 1})
-    vq_num_embeddings: int | None = field(default=None, metadata={"minimum": 2})
-    vq_z_channels: int = field(default=3, metadata={"minimum": 1})
-    latent_channels: int = field(default=3, metadata={"minimum": 1})
-    num_train_timesteps: int = field(default=1000, metadata={"minimum": 1})
-    beta_start: float | None = field(default=None, metadata={"exclusiveMinimum": 0})
-    beta_end: float | None = field(default=None, metadata={
-        "exclusiveMinimum": 0, "description": "last beta of the CompVis 'linear' noise schedule (sqrt-linear)"})
-
-    def build(self, stimulus_size: int) -> LdmArchitecture:
-        """The concrete architecture; `image_size` null takes `stimulus_size` (px, the side of stimuli.npz images).
-
-        Raises:
-            ConfigError: a size is still null (the config was not resolved through mindvis.config).
-        """
-        values = asdict(self)
-        if values["image_size"] is None:
-            values["image_size"] = stimulus_size
-        unset = sorted(name for name, value in values.items() if value is None)
-        if unset:
-            raise ConfigError("LDM architecture sizes unset", path="stage_b.architecture", value=unset,
-                              expected="every size set (presets fill them: resolve the config through mindvis.config)")
-        return LdmArchitecture(**values)
 
 
 @dataclass(frozen=True)
@@ -216,7 +178,7 @@ class StageBConfig:
         "description": "directory with the label2img model.ckpt + config.yaml; null = the demo ldm_pretrain output"})
     finetuned: Path | None = field(default=None, metadata={
         "description": "a MinD-Vis finetuned.pth or own-format Stage B directory: skips Stage B training"})
-    architecture: LdmArchitectureConfig = LdmArchitectureConfig()
+    architecture: LdmArchitecture = LdmArchitecture()
     ldm_pretrain: LdmPretrainConfig = LdmPretrainConfig()
     training: StageBTrainingConfig = StageBTrainingConfig()
     sampling: SamplingConfig = SamplingConfig()

@@ -21,21 +21,10 @@ import torch.nn.functional as F
 from torch.utils.data import DataLoader, Dataset
 
 from mindvis.data.contract import FMRI_FILE, STIMULI_FILE, PreprocessedSubject, read_subject
-from mindvis.data.images import npz_array_shape
 from mindvis.errors import ConfigError, ContractError
 from mindvis.models.mbm import voxel_index
 
 log = logging.getLogger(__name__)
-
-
-def stimulus_image_size(subject_dir: str | os.PathLike[str]) -> int:
-    """Side in px of the stimulus images of a preprocessed task subject (read from the stimuli.npz header)."""
-    path = Path(subject_dir) / STIMULI_FILE
-    shape = npz_array_shape(path, "images", "stimulus archive")
-    if len(shape) != 4 or shape[1] != shape[2]:
-        raise ContractError("stimulus images must be square (n, S, S, 3)", path=path, value=shape,
-                            expected="(n_stimuli, S, S, 3) uint8", hint="rerun the preprocessing of this subject")
-    return int(shape[1])
 
 
 def train_rows(subject: PreprocessedSubject) -> np.ndarray:

@@ -300,16 +300,16 @@ def _log_grid(run: Any, tiles: np.ndarray, rows: list[str], columns: list[str], 
         run.log_image(labelled_grid(tiles, rows, columns), artifact_file)
 
 
-def train_demo_ldm(demo_cfg: DemoDataConfig, cfg: StageBConfig, image_size: int, trainer_cfg: TrainerConfig,
+def train_demo_ldm(demo_cfg: DemoDataConfig, cfg: StageBConfig, trainer_cfg: TrainerConfig,
                    out_dir: str | os.PathLike[str], resume_dir: str | os.PathLike[str], run: Any = None
                    ) -> dict[str, Any]:
     """Train the demo's label-conditioned LDM and write it as a label2img directory (model.ckpt + config.yaml).
 
     Args:
         demo_cfg: the demo data config (its categories and their image generator).
-        cfg: the resolved `stage_b` section: `architecture` sizes the model, `ldm_pretrain` the training,
+        cfg: the resolved `stage_b` section: `architecture` sizes the model (its image size is the demo stimuli's
+            unless set), `ldm_pretrain` the training,
             `sampling` the sampler of the logged sample grid.
-        image_size: image side in px (the demo stimuli's, preprocess.image_size) unless architecture.image_size is set.
         trainer_cfg: accelerator / precision (a demo job: always one device).
         out_dir: the pretrained-LDM directory Stage B reads (stage_b.pretrained_ldm).
         resume_dir: per-phase resume state, outside the job's declared outputs.
@@ -318,7 +318,7 @@ def train_demo_ldm(demo_cfg: DemoDataConfig, cfg: StageBConfig, image_size: int,
         summary figures (images, classes, steps, losses, reconstruction error, codebook use, seconds).
     """
     settings = cfg.ldm_pretrain
-    arch = cfg.architecture.build(image_size)
+    arch = cfg.architecture
     out_dir, resume_dir = Path(out_dir), Path(resume_dir)
     trainer_cfg = replace(trainer_cfg, devices=1, num_nodes=1, strategy="auto")
     pl.seed_everything(settings.seed, workers=True, verbose=False)

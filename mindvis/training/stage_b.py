@@ -29,7 +29,7 @@ from mindvis.checkpoints.stage_b import save_stage_b
 from mindvis.config.runtime import TrainerConfig
 from mindvis.config.stage_b import StageBConfig
 from mindvis.data.contract import read_subject
-from mindvis.data.pairs import FmriImagePairs, PairDataModule, hold_out, stimulus_image_size, train_rows
+from mindvis.data.pairs import FmriImagePairs, PairDataModule, hold_out, train_rows
 from mindvis.errors import CheckpointError, ConfigError
 from mindvis.figures import sample_grid
 from mindvis.models.sampling import LatentImagePipeline, to_uint8
@@ -185,7 +185,7 @@ def train_stage_b(subject_dir: str | os.PathLike[str], encoder_checkpoint: str |
         pretrained_ldm: a label2img directory (model.ckpt + config.yaml) or model.ckpt (demo: ldm_pretrain's output).
         out_dir: where the own Stage-B format is written (mindvis.checkpoints.save_stage_b).
         cfg: the resolved `stage_b` section (`training`; `sampling.scheduler` samples the validation;
-            `architecture.image_size`, null = the stimuli's size).
+            `architecture.image_size`, which the config fills from preprocess.image_size unless set).
         trainer_cfg: devices / nodes / strategy / precision (auto = bf16-mixed on GPU; the reference trains fp32).
         resume_dir: Lightning resume state, outside the job's declared outputs.
         run: optional mindvis.tracking.JobRun.
@@ -198,7 +198,7 @@ def train_stage_b(subject_dir: str | os.PathLike[str], encoder_checkpoint: str |
     batch_size = per_dataset(settings.batch_size, dataset, "stage_b.training.batch_size", "batch size")
     epochs = per_dataset(settings.epochs, dataset, "stage_b.training.epochs", "epoch count")
     pl.seed_everything(settings.seed, workers=True, verbose=False)
-    image_size = cfg.architecture.image_size or stimulus_image_size(subject_dir)
+    image_size = cfg.architecture.image_size
     model = build_stage_b_model(encoder_checkpoint, pretrained_ldm, image_size, settings.conditioning_init)
     encoder_arch = model.conditioner.encoder.arch
 

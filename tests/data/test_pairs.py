@@ -12,7 +12,6 @@ from mindvis.data.pairs import (
     augment_image,
     averaged_test_rows,
     hold_out,
-    stimulus_image_size,
     train_rows,
 )
 from mindvis.errors import ConfigError, ContractError
@@ -31,7 +30,6 @@ def test_rows_for_training_and_generation(subject_dir):
     averaged = averaged_test_rows(subject, subject_dir)
     assert averaged.tolist() == [12, 13, 14]  # one per test stimulus, n_averaged > 1
     assert subject.samples["stimulus_id"].iloc[averaged].tolist() == ["test_00", "test_01", "test_02"]
-    assert stimulus_image_size(subject_dir) == 16
 
 
 def test_averaged_rows_must_name_distinct_stimuli(tmp_path):

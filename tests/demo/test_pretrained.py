@@ -17,7 +17,7 @@ SHIPPED = ROOT / "demo" / "pretrained"
 
 def fake_shipped(root: Path, cfg) -> Path:
     """A demo_data.pretrained directory whose recipes are exactly those `cfg` gives (weights are not read here)."""
-    arch = cfg.stage_b.architecture.build(cfg.preprocess.image_size)
+    arch = cfg.stage_b.architecture
     (root / "ldm").mkdir(parents=True)
     (root / "ldm" / pretrained.RECIPE_FILE).write_text(json.dumps(
         {"recipe": pretrained.ldm_recipe(cfg.demo_data, arch, cfg.stage_b.ldm_pretrain)}))

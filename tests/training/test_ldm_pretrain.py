@@ -108,7 +108,7 @@ def test_demo_ldm_is_trained_and_written_as_label2img(tmp_path):
     cfg = tiny_config()
     with open_job_run_for_tests(tmp_path / "mlruns") as run:
         run.target = dataclasses.replace(run.target, log_every_n_steps=1)
-        summary = train_demo_ldm(cfg.demo_data, cfg.stage_b, 16, cfg.trainer, tmp_path / "ldm", tmp_path / "resume",
+        summary = train_demo_ldm(cfg.demo_data, cfg.stage_b, cfg.trainer, tmp_path / "ldm", tmp_path / "resume",
                                  run=run)
     assert summary["n_images"] == summary["n_classes"] == 130  # one fresh image of every demo category
     assert (summary["vq_steps"], summary["unet_steps"]) == (3, 3)  # 130 images / batch 64, one epoch each
@@ -134,14 +134,14 @@ def test_a_finished_vq_phase_is_not_trained_again(tmp_path, monkeypatch):
 
     monkeypatch.setattr(ldm_pretrain, "save_label2img", interrupted)
     with pytest.raises(KeyboardInterrupt):
-        train_demo_ldm(cfg.demo_data, cfg.stage_b, 16, cfg.trainer, tmp_path / "ldm", tmp_path / "resume")
+        train_demo_ldm(cfg.demo_data, cfg.stage_b, cfg.trainer, tmp_path / "ldm", tmp_path / "resume")
     assert (tmp_path / "resume" / "vq" / ldm_pretrain.VQ_DONE).is_dir() and not (tmp_path / "ldm").exists()
     monkeypatch.undo()
-    summary = train_demo_ldm(cfg.demo_data, cfg.stage_b, 16, cfg.trainer, tmp_path / "ldm", tmp_path / "resume")
+    summary = train_demo_ldm(cfg.demo_data, cfg.stage_b, cfg.trainer, tmp_path / "ldm", tmp_path / "resume")
     assert summary["vq_steps"] is None and summary["unet_steps"] == 3
     # UNet settings keep the finished VQ ...
     unet_changed = tiny_config(unet_lr=1e-4, min_snr_gamma=5.0, ema_decay=0.9, class_embedding="attributes")
-    summary = train_demo_ldm(unet_changed.demo_data, unet_changed.stage_b, 16, unet_changed.trainer, tmp_path / "ldm2",
+    summary = train_demo_ldm(unet_changed.demo_data, unet_changed.stage_b, unet_changed.trainer, tmp_path / "ldm2",
                              tmp_path / "resume")
     assert summary["vq_steps"] is None
     # ... and the attribute-composed class table is written as a plain label2img table, composed
@@ -150,7 +150,7 @@ def test_a_finished_vq_phase_is_not_trained_again(tmp_path, monkeypatch):
     assert attribute_misfit(load_pretrained_ldm(tmp_path / "ldm").class_embedding, categories) > 0.5
     # ... VQ settings discard it
     changed = tiny_config(vq_lr=1e-4)
-    summary = train_demo_ldm(changed.demo_data, changed.stage_b, 16, changed.trainer, tmp_path / "ldm3",
+    summary = train_demo_ldm(changed.demo_data, changed.stage_b, changed.trainer, tmp_path / "ldm3",
                              tmp_path / "resume")
     assert summary["vq_steps"] == 3
 

@@ -11,7 +11,6 @@ from mlflow import MlflowClient
 
 import mindvis.config as config_module
 from mindvis.checkpoints import load_stage_b
-from mindvis.config.stage_b import LdmArchitectureConfig
 from mindvis.data.contract import read_subject
 from mindvis.data.pairs import FmriImagePairs, train_rows
 from mindvis.errors import CheckpointError, ConfigError
@@ -32,7 +31,7 @@ def inputs(tmp_path_factory):
 def stage_b_config(**training):
     settings = {"epochs": 2, "batch_size": {"GOD": 4}, "val_items": 4, "val_every_n_epochs": 1, "val_steps": 2,
                 "checkpoint_every_n_steps": 2, "learning_rate": 1e-3, **training}
-    return config_module.resolve({"demo": True, "stage_b": {"training": settings}})
+    return config_module.resolve({"demo": True, "preprocess": {"image_size": 16}, "stage_b": {"training": settings}})
 
 
 def test_trainable_split_is_the_conditioning_stage_and_cross_attention(inputs):
@@ -210,7 +209,7 @@ RUN_SCRIPT = textwrap.dedent("""
     from mindvis.training.stage_b import train_stage_b
     torch.set_num_threads(1)
     subject, encoder, ldm, out, resume = sys.argv[1:]
-    cfg = config_module.resolve({"demo": True, "stage_b": {"training": {
+    cfg = config_module.resolve({"demo": True, "preprocess": {"image_size": 16}, "stage_b": {"training": {
         "epochs": 12, "batch_size": {"GOD": 2}, "val_items": 0, "checkpoint_every_n_steps": 3}}})
     summary = train_stage_b(subject, encoder, ldm, out, cfg.stage_b, cfg.trainer, resume)
     print("SUMMARY", summary["resumed_from_step"], summary["global_step"])
@@ -236,13 +235,13 @@ def test_resume_after_a_kill_continues_from_the_saved_step(inputs, tmp_path):
 
 def test_presets_fill_the_architecture_and_image_size_follows_the_stimuli():
     demo, paper = config_module.resolve({"demo": True}), config_module.resolve({"demo": False})
-    assert demo.stage_b.architecture.build(64).latent_size == 16
-    label2img = paper.stage_b.architecture.build(256)
+    assert demo.stage_b.architecture.image_size == demo.preprocess.image_size == 64
+    assert demo.stage_b.architecture.latent_size == 16
+    label2img = paper.stage_b.architecture
+    assert label2img.image_size == paper.preprocess.image_size == 256
     assert (label2img.model_channels, label2img.channel_mult, label2img.vq_num_embeddings) == (192, (1, 2, 3, 5), 8192)
     assert paper.stage_b.training.learning_rate == 5.3e-5
     assert paper.stage_b.training.batch_size == {"GOD": 5, "BOLD5000": 25}
     assert (paper.stage_b.sampling.scheduler, paper.stage_b.sampling.steps) == ("plms", 250)
     fixed = config_module.resolve({"stage_b": {"architecture": {"image_size": 32}}})
-    assert fixed.stage_b.architecture.build(64).image_size == 32
-    with pytest.raises(ConfigError, match="unset"):
-        LdmArchitectureConfig().build(64)
+    assert fixed.stage_b.architecture.image_size == 32 and fixed.preprocess.image_size == 64
