@@ -58,12 +58,13 @@ def tiny_random_model():
     """The demo preset's DC-LDM sizes (64 px, 3x16x16 latents) with random weights."""
     from mindvis.config import resolve
     from mindvis.models.ldm import assemble_fmri_ldm, build_unet, build_vqvae
+    from mindvis.config.stage_a import STAGE_A_PRESETS
     from mindvis.models.mbm import FmriEncoder, MbmArchitecture
 
     cfg = resolve({"preset": "demo"})
     arch = cfg.stage_b.architecture
     torch.manual_seed(0)
-    encoder = FmriEncoder(MbmArchitecture.from_preset("demo", RANDOM_MODEL_VOXELS))
+    encoder = FmriEncoder(MbmArchitecture(num_voxels=RANDOM_MODEL_VOXELS, **STAGE_A_PRESETS["demo"]["model"]))
     return assemble_fmri_ldm(arch, build_unet(arch), build_vqvae(arch), encoder)
 
 

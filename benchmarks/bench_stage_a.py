@@ -35,6 +35,7 @@ from contextlib import nullcontext
 import torch
 from torch import nn
 
+from mindvis.config.stage_a import STAGE_A_PRESETS
 from mindvis.models.mbm import FeedForward, MaskedBrainModel, MbmArchitecture, SelfAttention, count_parameters
 from mindvis.training.common import make_adamw, weight_decay_groups
 
@@ -99,7 +100,7 @@ def measure_variant(args: argparse.Namespace) -> dict:
     """Time `args.steps` training steps (after `args.warmup` untimed ones) of one variant in this process."""
     device = torch.device(args.device)
     torch.manual_seed(0)
-    arch = MbmArchitecture.from_preset(args.preset, args.num_voxels)
+    arch = MbmArchitecture(num_voxels=args.num_voxels, **STAGE_A_PRESETS[args.preset]["model"])
     model = MaskedBrainModel(arch).to(device).train()
     batch = torch.randn(args.batch, 1, arch.num_voxels, device=device)
     step = training_step_fn(args.variant, model, device)
@@ -195,7 +196,8 @@ def profiled_steps(variant: str, model: MaskedBrainModel, batch: torch.Tensor, d
 def optimizer_alone(args: argparse.Namespace) -> dict[str, float]:
     """Clip + AdamW step on the full parameter set: PyTorch's per-parameter loop vs the fused kernel."""
     device = torch.device(args.device)
-    model = MaskedBrainModel(MbmArchitecture.from_preset(args.preset, args.num_voxels)).to(device)
+    arch = MbmArchitecture(num_voxels=args.num_voxels, **STAGE_A_PRESETS[args.preset]["model"])
+    model = MaskedBrainModel(arch).to(device)
     for parameter in model.parameters():
         parameter.grad = torch.randn_like(parameter) * 1e-3
     result = {}

@@ -33,12 +33,13 @@ VOXELS = {"demo": 1024, "paper": 4656}
 def build_model(preset: str):
     from mindvis.config import resolve
     from mindvis.models.ldm import assemble_fmri_ldm, build_unet, build_vqvae
+    from mindvis.config.stage_a import STAGE_A_PRESETS
     from mindvis.models.mbm import FmriEncoder, MbmArchitecture
 
     cfg = resolve({"preset": preset})
     arch = cfg.stage_b.architecture
     torch.manual_seed(0)
-    encoder = FmriEncoder(MbmArchitecture.from_preset(preset, VOXELS[preset]))
+    encoder = FmriEncoder(MbmArchitecture(num_voxels=VOXELS[preset], **STAGE_A_PRESETS[preset]["model"]))
     return assemble_fmri_ldm(arch, build_unet(arch), build_vqvae(arch), encoder)
 
 

@@ -32,7 +32,6 @@ import torch.nn.functional as F
 from einops import rearrange
 from torch import nn
 
-from mindvis.config.stage_a import STAGE_A_PRESETS
 from mindvis.errors import CheckpointError, ConfigError
 
 
@@ -67,14 +66,6 @@ class MbmArchitecture:
     @property
     def num_patches(self) -> int:
         return self.num_voxels // self.patch_size
-
-    @classmethod
-    def from_preset(cls, preset: str, num_voxels: int, **overrides: Any) -> MbmArchitecture:
-        """Sizes of preset `paper` or `demo` (config.stage_a presets) for inputs of `num_voxels`, with overrides."""
-        if preset not in STAGE_A_PRESETS:
-            raise ConfigError("unknown Stage A preset", value=preset, expected=f"one of {sorted(STAGE_A_PRESETS)}")
-        sizes = {**STAGE_A_PRESETS[preset]["model"], **{k: v for k, v in overrides.items() if v is not None}}
-        return cls(num_voxels=num_voxels, **sizes)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
