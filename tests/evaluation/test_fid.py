@@ -87,3 +87,30 @@ def test_fid_inception_differs_from_torchvision_only_in_side_branch_pooling(monk
         monkeypatch.setattr(fid, "_max_pool_same", torchvision_pool)
         for name, x in inputs.items():
             torch.testing.assert_close(getattr(tf_model, name)(x), getattr(tv_model, name)(x), msg=name)
+
+
+def test_fid_features_match_pytorch_fid_on_the_same_random_weights(monkeypatch: pytest.MonkeyPatch) -> None:
+    """mindvis' FID Inception + input pipeline against pytorch-fid's own network and resizing, with the weights
+    pytorch-fid would download replaced by one random state given to both (nothing is downloaded)."""
+    import pytorch_fid.inception
+
+    from mindvis.evaluation.networks import InceptionPools, fid_preprocess
+
+    torch.manual_seed(0)
+    ours = build_fid_inception()
+    state = ours.state_dict()
+    for key in state:  # BatchNorm statistics away from (0, 1), so that they take part in the comparison
+        if key.endswith("running_mean"):
+            state[key].normal_(0.0, 0.1)
+        elif key.endswith("running_var"):
+            state[key].uniform_(0.5, 1.5)
+    ours.load_state_dict(state)
+    monkeypatch.setattr(pytorch_fid.inception, "load_state_dict_from_url", lambda *args, **kwargs: state)
+    theirs = pytorch_fid.inception.InceptionV3([0, 3], resize_input=True, normalize_input=True).eval()
+    images = torch.from_numpy(np.random.default_rng(1).integers(0, 256, (3, 64, 64, 3), dtype=np.uint8))
+    batch = images.permute(0, 3, 1, 2)  # (B, 3, H, W) uint8
+    with torch.no_grad():
+        mine = InceptionPools(ours.eval())(fid_preprocess(batch))
+        pool64, pool2048 = theirs(batch.float() / 255.0)  # pytorch-fid takes [0, 1] and resizes/rescales itself
+    torch.testing.assert_close(mine["pool64"], pool64.mean(dim=(2, 3)), rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(mine["pool2048"], pool2048.flatten(1), rtol=1e-4, atol=1e-5)
