@@ -147,7 +147,7 @@ def test_ridge_baselines_beat_chance_on_linear_fmri(perfect):
     document = perfect[0]
     ridge, retrieval = document["baseline_ridge"], document["baseline_ridge_retrieval"]
     assert ridge["pairwise_pcc"] > 0.75 and ridge["pixcorr"] > document["chance"]["pixcorr"] + 0.2
-    assert 0.0 <= retrieval["top1_nway_mean"] <= 1.0
+    assert retrieval["top1_nway_mean"] > 10 * document["chance"]["top1_nway_mean"]  # the right category, retrieved
     assert "retrieval" in document["baselines"]["baseline_ridge_retrieval"]
 
 
