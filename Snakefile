@@ -15,7 +15,7 @@ configfile: "config.yaml"
 
 from snakemake.utils import update_config
 
-from mindvis import plan
+from mindvis import paths, plan
 from mindvis.config import read_command_line, resolve
 
 # --config values arrive as text (`demo=false`, `'evaluation={n_trials: 500}'`): read them as YAML does.

@@ -13,9 +13,10 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
+from mindvis import paths
 from mindvis.config import Config
 from mindvis.config.build import to_dict
-from mindvis.data.contract import TASK_DATASETS, contract_files, subject_dir
+from mindvis.data.contract import TASK_DATASETS, contract_files
 from mindvis.demo.pretrained import CLASS_INDEX_FILE, classifier_recipe, ldm_recipe, shipped_weights
 from mindvis.errors import ConfigError
 
@@ -92,8 +93,8 @@ def raw_inputs(cfg: Config, dataset: str, subject: str) -> list[Path]:
 
 def preprocessed_outputs(cfg: Config, dataset: str, subject: str = "{subject}") -> dict[str, str]:
     """Named contract files of one preprocessed subject (with a `{subject}` wildcard by default)."""
-    folder = subject_dir(cfg.results_root, dataset, subject)
-    return {Path(name).stem: str(folder / name) for name in contract_files(dataset)}
+    return paths.preprocessed(cfg.results_root, *(Path(name).stem for name in contract_files(dataset)),
+                              dataset=dataset, subject=subject)
 
 
 def targets(cfg: Config) -> list[tuple[str, str]]:
@@ -426,18 +427,10 @@ def requirement_message(cfg: Config, rule: str) -> str | None:
     return text.replace("{", "{{").replace("}", "}}")  # Snakemake formats messages with the job's wildcards
 
 
-def eval_dir(cfg: Config, dataset: str = "{dataset}", subject: str = "{subject}") -> Path:
-    return Path(cfg.results_root, "eval", dataset, subject)
-
-
-# The files report_summary writes (mindvis.evaluation.report's names, repeated so that planning stays light to import).
-REPORT_FILES = ("metrics_table.html", "metrics_table.csv", "training_curves.png")
-
-
 def metrics_files(cfg: Config, target_pairs: list[tuple[str, str]] | None = None) -> list[str]:
     """metrics.json of every decoding target (`target_pairs`, default targets(cfg)): what the report summarises."""
     pairs = targets(cfg) if target_pairs is None else target_pairs
-    return [str(eval_dir(cfg, dataset, subject) / "metrics.json") for dataset, subject in pairs]
+    return [paths.eval_file(cfg.results_root, "metrics", dataset, subject) for dataset, subject in pairs]
 
 
 def final_outputs(cfg: Config) -> list[str]:
@@ -449,7 +442,7 @@ def final_outputs(cfg: Config) -> list[str]:
     target_pairs = targets(cfg)
     outputs += metrics_files(cfg, target_pairs)
     if target_pairs:
-        outputs += [str(Path(cfg.results_root, "report", name)) for name in REPORT_FILES]
+        outputs += [paths.report_file(cfg.results_root, name) for name in paths.REPORT_FILES]
     elif cfg.stage_a.pretrained is None and "HCP" in cfg.datasets:
         outputs.append(str(Path(cfg.results_root, "stage_a", "pretrain", "model.safetensors")))
     return outputs

@@ -22,13 +22,11 @@ if plan.trains_demo_classifier(CFG):
 rule generate:
     input:
         model=plan.stage_b_model(CFG),
-        samples=f"{RESULTS}/preprocessed/{{dataset}}/{{subject}}/samples.parquet",
-        fmri=f"{RESULTS}/preprocessed/{{dataset}}/{{subject}}/fmri.npy",
-        stimuli=f"{RESULTS}/preprocessed/{{dataset}}/{{subject}}/stimuli.npz",
+        **paths.preprocessed(RESULTS, "samples", "fmri", "stimuli"),
     output:
-        samples=f"{RESULTS}/eval/{{dataset}}/{{subject}}/samples.npz",
-        images=directory(f"{RESULTS}/eval/{{dataset}}/{{subject}}/samples"),
-        grid=report(f"{RESULTS}/eval/{{dataset}}/{{subject}}/grid.png", caption="../report/captions/grid.rst",
+        samples=paths.eval_file(RESULTS, "samples"),
+        images=directory(paths.eval_file(RESULTS, "images")),
+        grid=report(paths.eval_file(RESULTS, "grid"), caption="../report/captions/grid.rst",
                     category="1. Reconstructions", subcategory="{dataset} {subject}"),
     wildcard_constraints:
         dataset="GOD|BOLD5000",
@@ -49,13 +47,13 @@ rule generate:
 
 rule ceilings:
     input:
-        generated=f"{RESULTS}/eval/{{dataset}}/{{subject}}/samples.npz",
-        samples=f"{RESULTS}/preprocessed/{{dataset}}/{{subject}}/samples.parquet",
+        generated=paths.eval_file(RESULTS, "samples"),
+        **paths.preprocessed(RESULTS, "samples"),
         model=plan.stage_b_model(CFG),
         ldm=plan.ceilings_ldm(CFG),
         class_index=plan.ldm_class_index(CFG),
     output:
-        ceilings=f"{RESULTS}/eval/{{dataset}}/{{subject}}/ceilings.npz",
+        ceilings=paths.eval_file(RESULTS, "ceilings"),
     wildcard_constraints:
         dataset="GOD|BOLD5000",
     params:
@@ -73,22 +71,20 @@ rule ceilings:
 
 rule evaluate:
     input:
-        generated=f"{RESULTS}/eval/{{dataset}}/{{subject}}/samples.npz",
-        ceilings=f"{RESULTS}/eval/{{dataset}}/{{subject}}/ceilings.npz",
-        samples=f"{RESULTS}/preprocessed/{{dataset}}/{{subject}}/samples.parquet",
-        fmri=f"{RESULTS}/preprocessed/{{dataset}}/{{subject}}/fmri.npy",
-        stimuli=f"{RESULTS}/preprocessed/{{dataset}}/{{subject}}/stimuli.npz",
+        generated=paths.eval_file(RESULTS, "samples"),
+        ceilings=paths.eval_file(RESULTS, "ceilings"),
+        **paths.preprocessed(RESULTS, "samples", "fmri", "stimuli"),
         classifier=plan.n_way_classifier(CFG),
         weights=plan.metric_weights(CFG),
     output:
-        metrics=f"{RESULTS}/eval/{{dataset}}/{{subject}}/metrics.json",
-        per_image=report(f"{RESULTS}/eval/{{dataset}}/{{subject}}/per_image.csv",
+        metrics=paths.eval_file(RESULTS, "metrics"),
+        per_image=report(paths.eval_file(RESULTS, "per_image"),
                          caption="../report/captions/per_image.rst", category="2. Metrics",
                          subcategory="{dataset} {subject}"),
-        comparison=report(f"{RESULTS}/eval/{{dataset}}/{{subject}}/comparison.png",
+        comparison=report(paths.eval_file(RESULTS, "comparison"),
                           caption="../report/captions/comparison.rst", category="1. Reconstructions",
                           subcategory="{dataset} {subject}"),
-        chart=report(f"{RESULTS}/eval/{{dataset}}/{{subject}}/metrics_chart.png",
+        chart=report(paths.eval_file(RESULTS, "chart"),
                      caption="../report/captions/metrics_chart.rst", category="2. Metrics",
                      subcategory="{dataset} {subject}"),
     wildcard_constraints:
@@ -117,10 +113,10 @@ rule report_summary:
     input:
         plan.metrics_files(CFG),
     output:
-        table=report(f"{RESULTS}/report/metrics_table.html", caption="../report/captions/metrics_table.rst",
+        table=report(paths.report_file(RESULTS, "table"), caption="../report/captions/metrics_table.rst",
                      category="2. Metrics"),
-        csv=f"{RESULTS}/report/metrics_table.csv",
-        curves=report(f"{RESULTS}/report/training_curves.png", caption="../report/captions/training_curves.rst",
+        csv=paths.report_file(RESULTS, "csv"),
+        curves=report(paths.report_file(RESULTS, "curves"), caption="../report/captions/training_curves.rst",
                       category="3. Training"),
     log:
         f"{RESULTS}/logs/report_summary.log",

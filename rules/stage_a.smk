@@ -26,11 +26,10 @@ if CFG.stage_a.pretrained is None:
 rule stage_a_finetune:
     input:
         init=plan.stage_a_init(CFG),
-        samples=f"{RESULTS}/preprocessed/{{dataset}}/{{subject}}/samples.parquet",
-        fmri=f"{RESULTS}/preprocessed/{{dataset}}/{{subject}}/fmri.npy",
+        **paths.preprocessed(RESULTS, "samples", "fmri"),
     output:
-        model=f"{RESULTS}/stage_a/finetune/{{dataset}}/{{subject}}/model.safetensors",
-        config=f"{RESULTS}/stage_a/finetune/{{dataset}}/{{subject}}/config.json",
+        model=paths.stage_a_finetune_file(RESULTS, "model.safetensors"),
+        config=paths.stage_a_finetune_file(RESULTS, "config.json"),
     wildcard_constraints:
         dataset="GOD|BOLD5000",
     params:

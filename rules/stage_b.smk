@@ -27,11 +27,9 @@ if CFG.stage_b.finetuned is None:
 
     rule stage_b_finetune:
         input:
-            encoder=f"{RESULTS}/stage_a/finetune/{{dataset}}/{{subject}}/model.safetensors",
+            encoder=paths.stage_a_finetune_file(RESULTS, "model.safetensors"),
             ldm=plan.pretrained_ldm(CFG),  # empty when missing: onstart names the key if this job is to run
-            samples=f"{RESULTS}/preprocessed/{{dataset}}/{{subject}}/samples.parquet",
-            fmri=f"{RESULTS}/preprocessed/{{dataset}}/{{subject}}/fmri.npy",
-            stimuli=f"{RESULTS}/preprocessed/{{dataset}}/{{subject}}/stimuli.npz",
+            **paths.preprocessed(RESULTS, "samples", "fmri", "stimuli"),
         output:
             model=f"{RESULTS}/stage_b/{{dataset}}/{{subject}}/stage_b.json",
         wildcard_constraints:

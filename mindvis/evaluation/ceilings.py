@@ -43,6 +43,7 @@ from mindvis.data.contract import read_subject
 from mindvis.errors import InputDataError
 from mindvis.devices import resolve_device
 from mindvis.models.sampling import LatentImagePipeline, to_model_range, to_uint8
+from mindvis.paths import EVAL_FILES
 from mindvis.io import atomic_directory
 from mindvis.models.ldm import ClassConditionedLdm
 
@@ -156,7 +157,7 @@ def stage_scores(score: Callable[[np.ndarray, np.ndarray], dict[str, float]], gr
 
 # ------------------------------------------------------------------------------------------ the ceilings job
 
-CEILINGS_FILE = "ceilings.npz"
+CEILINGS_FILE = EVAL_FILES["ceilings"]
 
 
 def subject_wnids(subject_dir: str | os.PathLike[str], stimulus_ids: np.ndarray) -> list[str | None]:

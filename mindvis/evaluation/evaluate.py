@@ -71,15 +71,16 @@ from mindvis.evaluation.metrics import (  # noqa: E402
 from mindvis.devices import resolve_device  # noqa: E402
 from mindvis.evaluation.networks import ImageClassifier, check_weights, load_networks  # noqa: E402
 from mindvis.io import atomic_directory, load_npz  # noqa: E402
+from mindvis.paths import EVAL_FILES  # noqa: E402
 from mindvis.evaluation.demo_classifier import is_demo_classifier, load_demo_classifier  # noqa: E402
 
 log = logging.getLogger(__name__)
 
 SAMPLES_KEYS = ("samples", "ground_truth", "stimulus_id", "sample_id")
-METRICS_FILE = "metrics.json"
-PER_IMAGE_FILE = "per_image.csv"
-COMPARISON_FILE = "comparison.png"
-CHART_FILE = "metrics_chart.png"
+METRICS_FILE = EVAL_FILES["metrics"]
+PER_IMAGE_FILE = EVAL_FILES["per_image"]
+COMPARISON_FILE = EVAL_FILES["comparison"]
+CHART_FILE = EVAL_FILES["chart"]
 
 MINDVIS = "mindvis"
 RIDGE = "baseline_ridge"

@@ -28,12 +28,13 @@ from mindvis.devices import resolve_device
 from mindvis.figures import sample_grid
 from mindvis.models.sampling import generate
 from mindvis.io import atomic_directory
+from mindvis.paths import EVAL_FILES
 
 log = logging.getLogger(__name__)
 
-SAMPLES_FILE = "samples.npz"
-SAMPLES_DIR = "samples"
-GRID_FILE = "grid.png"
+SAMPLES_FILE = EVAL_FILES["samples"]
+SAMPLES_DIR = EVAL_FILES["images"]
+GRID_FILE = EVAL_FILES["grid"]
 _UNSAFE_FILENAME = re.compile(r"[^A-Za-z0-9._-]+")
 
 

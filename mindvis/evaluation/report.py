@@ -38,14 +38,12 @@ from mindvis.evaluation.ceilings import STAGE_LABELS, STAGES  # noqa: E402
 from mindvis.evaluation.evaluate import METHOD_LABELS, METRICS_FILE, MINDVIS, RETRIEVAL, RIDGE  # noqa: E402
 from mindvis.evaluation.metrics import HIGHER_IS_BETTER, METRIC_NAMES  # noqa: E402
 from mindvis.io import atomic_directory  # noqa: E402
+from mindvis.paths import REPORT_DIR, REPORT_FILES  # noqa: E402
 from mindvis.tracking import target_for  # noqa: E402
 
 log = logging.getLogger(__name__)
 
-REPORT_DIR = "report"
-TABLE_HTML = "metrics_table.html"
-TABLE_CSV = "metrics_table.csv"
-CURVES_PNG = "training_curves.png"
+TABLE_HTML, TABLE_CSV, CURVES_PNG = REPORT_FILES["table"], REPORT_FILES["csv"], REPORT_FILES["curves"]
 # Jobs whose curves are shown, in pipeline order.
 TRAINING_RULES = ("ldm_pretrain", "demo_classifier", "stage_a_pretrain", "stage_a_finetune", "stage_b_finetune")
 METHODS = (MINDVIS, RIDGE, RETRIEVAL, "chance")
