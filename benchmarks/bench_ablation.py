@@ -53,9 +53,11 @@ def decode(init: Path, subject_dir: Path, work: Path, cfg, classifier: Path | No
     """A2 from `init`, Stage B, generation and evaluation of one subject; per-image means of METRICS (MinD-Vis)."""
     for folder in ("a2", "stage_b", "eval"):
         shutil.rmtree(work / folder, ignore_errors=True)
-    train_stage_a_finetune(subject_dir, init, work / "a2", cfg.stage_a, cfg.trainer, work / "resume_a2")
+    dataset = subject_dir.parent.name  # the contract's layout: <results>/preprocessed/<dataset>/<subject>
+    train_stage_a_finetune(subject_dir, init, work / "a2", cfg.stage_a, cfg.trainer, work / "resume_a2",
+                           dataset=dataset)
     train_stage_b(subject_dir, work / "a2", plan.pretrained_ldm(cfg)[0], work / "stage_b", cfg.stage_b, cfg.trainer,
-                  work / "resume_b")
+                  work / "resume_b", dataset=dataset)
     generate_subject(work / "stage_b", subject_dir, work / "eval", cfg.stage_b.sampling, cfg.seed, "cpu")
     evaluate_subject(work / "eval" / SAMPLES_FILE, subject_dir, work / "scores", cfg.evaluation, classifier)
     table = pd.read_csv(work / "scores" / PER_IMAGE_FILE)

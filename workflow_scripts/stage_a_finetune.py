@@ -11,5 +11,5 @@ with job(snakemake) as (cfg, run):  # noqa: F821 (snakemake is injected by the s
     launch(train_stage_a_finetune,
            {"subject_dir": Path(snakemake.input.samples).parent, "init_checkpoint": snakemake.input.init[0],  # noqa: F821
             "out_dir": Path(snakemake.output.model).parent, "cfg": cfg.stage_a,  # noqa: F821
-            "resume_dir": snakemake.params.resume_dir},  # noqa: F821
+            "resume_dir": snakemake.params.resume_dir, "dataset": snakemake.wildcards.dataset},  # noqa: F821
            cfg.trainer, run, spec_dir=plan.launch_dir(cfg))

@@ -12,5 +12,6 @@ with job(snakemake) as (cfg, run):  # noqa: F821 (snakemake is injected by the s
     launch(train_stage_b,
            {"subject_dir": Path(inputs.samples).parent, "encoder_checkpoint": Path(inputs.encoder).parent,
             "pretrained_ldm": inputs.ldm[0], "out_dir": Path(snakemake.output.model).parent,  # noqa: F821
-            "cfg": cfg.stage_b, "resume_dir": snakemake.params.resume_dir},  # noqa: F821
+            "cfg": cfg.stage_b, "resume_dir": snakemake.params.resume_dir,  # noqa: F821
+            "dataset": snakemake.wildcards.dataset},  # noqa: F821
            cfg.trainer, run, spec_dir=plan.launch_dir(cfg))

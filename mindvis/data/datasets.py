@@ -34,11 +34,6 @@ class RowSelection:
     n_voxels: int
     rows: np.ndarray
 
-    @property
-    def dataset(self) -> str:
-        """HCP | GOD | BOLD5000: the contract directory's parent (`preprocessed/<dataset>/<subject>`)."""
-        return self.subject_dir.parent.name
-
 
 def select_pretrain_rows(subject: PreprocessedSubject, subject_dir: Path, include_god_train: bool) -> RowSelection:
     """A1 rows: every `pretrain` row (HCP resting state), plus GOD `train` rows when `include_god_train`."""

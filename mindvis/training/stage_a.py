@@ -241,24 +241,24 @@ def train_stage_a_pretrain(inputs: Sequence[str | os.PathLike[str]], out_dir: st
 
 def train_stage_a_finetune(subject_dir: str | os.PathLike[str], init_checkpoint: str | os.PathLike[str],
                            out_dir: str | os.PathLike[str], cfg: StageAConfig, trainer_cfg: TrainerConfig,
-                           resume_dir: str | os.PathLike[str], run: Any = None) -> dict[str, Any]:
+                           resume_dir: str | os.PathLike[str], run: Any = None, *, dataset: str) -> dict[str, Any]:
     """A2: tune a Stage A model on one subject's test fMRI (averaged + single trials), as the reference.
 
     Args:
         subject_dir: the target subject's preprocessed directory, results/preprocessed/<GOD|BOLD5000>/<subject>.
+        dataset: the subject's dataset (GOD, BOLD5000): picks per-dataset settings such as the batch size.
         init_checkpoint: the A1 result (own format) or a released checkpoint.pth.
         out_dir, cfg, trainer_cfg, resume_dir, run: as train_stage_a_pretrain (`cfg.finetune` is used).
     """
     settings = cfg.finetune
     subject_dir = Path(subject_dir)
-    dataset_name = subject_dir.parent.name
-    batch_size = per_dataset(settings.batch_size, dataset_name, "stage_a.finetune.batch_size", "batch size")
+    batch_size = per_dataset(settings.batch_size, dataset, "stage_a.finetune.batch_size", "batch size")
     pl.seed_everything(settings.seed, workers=True, verbose=False)
     model = load_mbm(init_checkpoint).train()
     selections = read_selections([subject_dir], select_test_rows)
-    dataset = FmriRows(selections, model.arch.num_voxels, model.arch.patch_size)
-    datamodule = FmriDataModule(dataset, batch_size, settings.val_fraction, settings.seed, trainer_cfg.num_workers)
-    log.info("Stage A2 on %s: %d test samples (%d voxels -> model's %d)", subject_dir, len(dataset),
+    rows = FmriRows(selections, model.arch.num_voxels, model.arch.patch_size)
+    datamodule = FmriDataModule(rows, batch_size, settings.val_fraction, settings.seed, trainer_cfg.num_workers)
+    log.info("Stage A2 on %s: %d test samples (%d voxels -> model's %d)", subject_dir, len(rows),
              selections[0].n_voxels, model.arch.num_voxels)
     job = {"stage": "A2", "subject": file_signature(subject_dir),
            "init": file_signature(init_checkpoint), "cfg": asdict(cfg), "trainer": asdict(trainer_cfg)}

@@ -176,11 +176,13 @@ def build_stage_b_model(encoder_checkpoint: str | os.PathLike[str], pretrained_l
 
 def train_stage_b(subject_dir: str | os.PathLike[str], encoder_checkpoint: str | os.PathLike[str],
                   pretrained_ldm: str | os.PathLike[str], out_dir: str | os.PathLike[str], cfg: StageBConfig,
-                  trainer_cfg: TrainerConfig, resume_dir: str | os.PathLike[str], run: Any = None) -> dict[str, Any]:
+                  trainer_cfg: TrainerConfig, resume_dir: str | os.PathLike[str], run: Any = None, *, dataset: str
+                  ) -> dict[str, Any]:
     """Stage B: fine-tune the DC-LDM on one subject's training pairs and write it in the own Stage-B format.
 
     Args:
         subject_dir: the subject's preprocessed directory, results/preprocessed/<GOD|BOLD5000>/<subject>.
+        dataset: the subject's dataset (GOD, BOLD5000): picks per-dataset settings (batch size, epochs).
         encoder_checkpoint: the Stage-A2 result (own format) or a released Stage-A checkpoint.
         pretrained_ldm: a label2img directory (model.ckpt + config.yaml) or model.ckpt (demo: ldm_pretrain's output).
         out_dir: where the own Stage-B format is written (mindvis.checkpoints.save_stage_b).
@@ -194,7 +196,6 @@ def train_stage_b(subject_dir: str | os.PathLike[str], encoder_checkpoint: str |
     """
     settings = cfg.training
     subject_dir, out_dir, resume_dir = Path(subject_dir), Path(out_dir), Path(resume_dir)
-    dataset = subject_dir.parent.name
     batch_size = per_dataset(settings.batch_size, dataset, "stage_b.training.batch_size", "batch size")
     epochs = per_dataset(settings.epochs, dataset, "stage_b.training.epochs", "epoch count")
     pl.seed_everything(settings.seed, workers=True, verbose=False)

@@ -170,7 +170,7 @@ def test_pretrain_then_finetune_write_own_format_and_log_to_mlflow(contract, tmp
 
     tuned = tmp_path / "stage_a" / "finetune"
     summary = train_stage_a_finetune(contract["god"], out, tuned, cfg.stage_a, cfg.trainer,
-                                     tmp_path / ".resume" / "a2")
+                                     tmp_path / ".resume" / "a2", dataset="GOD")
     assert summary["n_train"] == 16 and summary["global_step"] == 2  # 16 test rows, GOD batch 16, 2 epochs
     assert not torch.equal(load_mbm(tuned).state_dict()["blocks.0.attn.qkv.weight"],
                            model.state_dict()["blocks.0.attn.qkv.weight"])
@@ -180,7 +180,7 @@ def test_finetune_from_a_release_checkpoint(tmp_path):
     subject = write_fake_subject(tmp_path, "BOLD5000", "CSI1", 1500, {"train": 8, "test": 8}, 3)
     cfg = demo_config(finetune={"epochs": 1})
     summary = train_stage_a_finetune(subject, FIXTURES / "stage_a" / "checkpoint.pth", tmp_path / "out",
-                                     cfg.stage_a, cfg.trainer, tmp_path / "resume")
+                                     cfg.stage_a, cfg.trainer, tmp_path / "resume", dataset="BOLD5000")
     assert summary["num_voxels"] == 2048 and summary["global_step"] == 2  # BOLD5000 batch 4
     assert load_mbm(tmp_path / "out").arch.decoder_depth == 8
 

@@ -145,7 +145,7 @@ def test_stage_b_trains_validates_and_writes_the_own_format(inputs, tmp_path):
     with open_job_run_for_tests(tmp_path / "mlruns") as run:
         run.target = dataclasses.replace(run.target, log_every_n_steps=1)
         summary = train_stage_b(inputs["subject"], inputs["encoder"], inputs["ldm"], out, cfg.stage_b, cfg.trainer,
-                                resume, run=run)
+                                resume, run=run, dataset="GOD")
     assert (summary["n_train"], summary["n_val"], summary["image_size"]) == (12, 4, 16)
     assert summary["global_step"] == 2 * 3  # 12 pairs / batch 4, 2 epochs
     assert summary["best_val_pixel_corr"] is not None and summary["kept"] == "best"
@@ -171,12 +171,12 @@ def test_keep_last_writes_the_final_weights_and_still_validates(inputs, tmp_path
     cfg = stage_b_config(keep="last", epochs=1)
     with open_job_run_for_tests(tmp_path / "mlruns") as run:
         summary = train_stage_b(inputs["subject"], inputs["encoder"], inputs["ldm"], tmp_path / "last", cfg.stage_b,
-                                cfg.trainer, tmp_path / ".resume", run=run)
+                                cfg.trainer, tmp_path / ".resume", run=run, dataset="GOD")
     assert summary["kept"] == "last" and summary["best_val_pixel_corr"] is None
     assert [a.path for a in MlflowClient(tracking_uri=run.target.uri).list_artifacts(run.run_id, "validation")]
     cfg = stage_b_config(keep="last", epochs=2)  # same seed: one more epoch must change the written weights
     train_stage_b(inputs["subject"], inputs["encoder"], inputs["ldm"], tmp_path / "last2", cfg.stage_b, cfg.trainer,
-                  tmp_path / ".resume2")
+                  tmp_path / ".resume2", dataset="GOD")
     one, two = load_stage_b(tmp_path / "last").state_dict(), load_stage_b(tmp_path / "last2").state_dict()
     assert not torch.equal(one["conditioner.mapper.dim_mapper.weight"], two["conditioner.mapper.dim_mapper.weight"])
 
@@ -190,7 +190,8 @@ def test_configuration_errors(inputs, tmp_path):
     other = write_task_subject(tmp_path, dataset="NSD", subject="subj01", n_train=4)
     cfg = stage_b_config()
     with pytest.raises(ConfigError, match="batch size"):
-        train_stage_b(other, inputs["encoder"], inputs["ldm"], tmp_path / "o", cfg.stage_b, cfg.trainer, tmp_path / "r")
+        train_stage_b(other, inputs["encoder"], inputs["ldm"], tmp_path / "o", cfg.stage_b, cfg.trainer, tmp_path / "r",
+                      dataset="NSD")
     with pytest.raises(ConfigError, match="no epoch count for this dataset") as error:
         per_dataset({"GOD": 5}, "NSD", "stage_b.training.epochs", "epoch count")
     assert "add NSD: <epoch count> under stage_b.training.epochs" in str(error.value)
@@ -198,7 +199,7 @@ def test_configuration_errors(inputs, tmp_path):
     cfg = stage_b_config(val_items=16)
     with pytest.raises(ConfigError, match="val_items"):
         train_stage_b(inputs["subject"], inputs["encoder"], inputs["ldm"], tmp_path / "o", cfg.stage_b, cfg.trainer,
-                      tmp_path / "r")
+                      tmp_path / "r", dataset="GOD")
     assert not (tmp_path / "o").exists()
 
 
@@ -211,7 +212,7 @@ RUN_SCRIPT = textwrap.dedent("""
     subject, encoder, ldm, out, resume = sys.argv[1:]
     cfg = config_module.resolve({"demo": True, "preprocess": {"image_size": 16}, "stage_b": {"training": {
         "epochs": 12, "batch_size": {"GOD": 2}, "val_items": 0, "checkpoint_every_n_steps": 3}}})
-    summary = train_stage_b(subject, encoder, ldm, out, cfg.stage_b, cfg.trainer, resume)
+    summary = train_stage_b(subject, encoder, ldm, out, cfg.stage_b, cfg.trainer, resume, dataset="GOD")
     print("SUMMARY", summary["resumed_from_step"], summary["global_step"])
 """)
 
