@@ -26,19 +26,8 @@ from mindvis.config import Config, git_commit, resolve
 from mindvis.config.build import build_partial, to_dict
 from mindvis.data.contract import PreprocessedSubject
 from mindvis.errors import ConfigError
+from mindvis.logs import setup_logging
 from mindvis.tracking import JobRun, job_run, target_from_config
-
-LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
-
-
-def setup_logging(log_file: str | Path | None) -> None:
-    """Send INFO logging to stderr and, if given, to `log_file` (the rule's `log:`)."""
-    handlers: list[logging.Handler] = [logging.StreamHandler(sys.stderr)]
-    if log_file:
-        Path(log_file).parent.mkdir(parents=True, exist_ok=True)
-        handlers.append(logging.FileHandler(log_file, mode="w"))
-    logging.basicConfig(level=logging.INFO, format=LOG_FORMAT, handlers=handlers, force=True)
-
 
 def job_config(config_slice: Mapping[str, Any], placement: Config) -> Config:
     """The config a job computes with: the values of its params' `config_slice`, plus where it writes.

@@ -21,8 +21,6 @@ FORBIDDEN: dict[str, tuple[str, ...]] = {
     "demo": ("training", "evaluation", "workflow", "plan"),
     "config": ("models", "training", "evaluation", "checkpoints", "data", "demo", "workflow", "plan"),
 }
-# Script entry points (`python -m ...`) may set up the process like a workflow script does.
-ENTRY_POINTS = {"training/launch.py": {"workflow"}}
 
 
 def imported_packages(path: Path) -> set[str]:
@@ -41,8 +39,7 @@ def test_no_import_runs_upward(package):
     upward = []
     for path in sorted((LIBRARY / package).rglob("*.py")):
         relative = path.relative_to(LIBRARY).as_posix()
-        allowed = ENTRY_POINTS.get(relative, set())
-        bad = (imported_packages(path) & set(FORBIDDEN[package])) - allowed
+        bad = imported_packages(path) & set(FORBIDDEN[package])
         upward += [f"{relative} -> {name}" for name in sorted(bad)]
     assert upward == []
 

@@ -4,7 +4,7 @@ import logging
 
 from mindvis.config import resolve
 from mindvis.evaluation.report import summarize_results
-from mindvis.workflow import setup_logging
+from mindvis.logs import setup_logging
 
 setup_logging(snakemake.log[0])  # noqa: F821 (snakemake is injected by the script directive)
 cfg = resolve(snakemake.config)  # noqa: F821 (only where results and MLflow runs are: results_root, tracking)

@@ -120,7 +120,7 @@ def _run_task(spec_path: Path) -> None:
 
 
 if __name__ == "__main__":
-    from mindvis.workflow import setup_logging
+    from mindvis.logs import setup_logging
 
     setup_logging(None)
     _run_task(Path(sys.argv[1]))
