@@ -89,8 +89,7 @@ def main() -> None:
     cfg = load(args.config)
     pretrained = load_pretrained_ldm(args.ldm)
     size = pretrained.architecture.image_size
-    model = ClassConditionedLdm(pretrained.architecture, pretrained.unet,
-                                nn.Embedding.from_pretrained(pretrained.class_embedding))
+    model = pretrained.class_conditioned()
     train_categories = [c.index for c in category_table(cfg.demo_data) if c.split == "train"]
     train_images, train_labels = fresh_images(cfg.demo_data, train_categories, 8, TRAIN_SEED, size)
     held_images, held_labels = fresh_images(cfg.demo_data, train_categories[::4], 1, HELD_OUT_SEED, size)
@@ -117,8 +116,7 @@ def main() -> None:
         rows = torch.randint(0, len(train_latents), (BATCH_SIZE,))
         latents, noise = train_latents[rows], torch.randn(BATCH_SIZE, *train_latents.shape[1:])
         t = torch.randint(0, pretrained.architecture.num_train_timesteps, (BATCH_SIZE,))
-        a_t = model.alphas_cumprod[t].view(-1, 1, 1, 1)
-        x_t = a_t.sqrt() * latents + (1 - a_t).sqrt() * noise
+        x_t = model.add_noise(latents, noise, t)
         time_cond = x_t.new_zeros(BATCH_SIZE, pretrained.architecture.time_embed_dim)
         loss = (model.denoise(x_t, t, context(train_labels[rows], train_grid[rows]), time_cond) - noise).pow(2).mean()
         optimizer.zero_grad()

@@ -21,13 +21,11 @@ import time
 
 import numpy as np
 import torch
-from torch import nn
 
 from mindvis.checkpoints.label2img import load_pretrained_ldm
 from mindvis.config import load
 from mindvis.demo.images import category_table
 from mindvis.models.sampling import LatentImagePipeline
-from mindvis.models.ldm import ClassConditionedLdm
 from mindvis.evaluation.demo_classifier import load_demo_classifier
 from mindvis.training.ldm_pretrain import category_images, encode_images
 
@@ -53,8 +51,7 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     cfg = load(args.config)
     pretrained = load_pretrained_ldm(args.ldm)
-    ldm = ClassConditionedLdm(pretrained.architecture, pretrained.unet,
-                              nn.Embedding.from_pretrained(pretrained.class_embedding)).eval()
+    ldm = pretrained.class_conditioned().eval()
     classifier = load_demo_classifier(args.classifier).classifier
     categories = category_table(cfg.demo_data)
     classes = np.arange(len(categories))

@@ -23,6 +23,7 @@ from typing import Any
 
 import torch
 import yaml
+from torch import nn
 from diffusers import UNet2DConditionModel, VQModel
 from diffusers.loaders.single_file_utils import convert_ldm_unet_checkpoint, convert_ldm_vae_checkpoint
 
@@ -31,7 +32,7 @@ from mindvis.checkpoints.stage_a import load_fmri_encoder, load_weights_into
 from mindvis.config.stage_b import LdmArchitecture
 from mindvis.errors import CheckpointError
 from mindvis.models.conditioning import FmriConditioner, TimeConditioningHead, TokenMapper
-from mindvis.models.ldm import FmriLDM, build_unet, build_vqvae, unet_config, vq_config
+from mindvis.models.ldm import ClassConditionedLdm, FmriLDM, build_unet, build_vqvae, unet_config, vq_config
 
 log = logging.getLogger(__name__)
 
@@ -59,6 +60,18 @@ class PretrainedLdm:
     unet: UNet2DConditionModel
     vqvae: VQModel
     class_embedding: torch.Tensor | None = None
+
+    def class_conditioned(self) -> ClassConditionedLdm:
+        """The LDM as label2img trained it: its UNet conditioned on its class table (the class token as context).
+
+        Raises:
+            CheckpointError: the checkpoint has no class embedding (not a label2img LDM).
+        """
+        if self.class_embedding is None:
+            raise CheckpointError("the pretrained LDM has no class embedding",
+                                  value="cond_stage_model.embedding.weight",
+                                  expected="a label2img checkpoint (ClassEmbedder cond stage)")
+        return ClassConditionedLdm(self.architecture, self.unet, nn.Embedding.from_pretrained(self.class_embedding))
 
 
 def _shape(state: dict[str, torch.Tensor], key: str, path: Path | str) -> tuple[int, ...]:

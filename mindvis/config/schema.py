@@ -2,8 +2,9 @@
 
 Field metadata may carry JSON-schema keywords (`minimum`, `maximum`, `minItems`, `description`...); they are copied
 into the field's schema. `preset: True` marks a field whose value the config fills when it is loaded (presets and
-derived keys): config.yaml may leave it null, while the typed dataclass always holds a concrete value. Supported annotations: bool, int, float, str, Path, Literal[...], X | None,
-tuple[X, ...], list[X], dict[str, X] and nested dataclasses (which forbid unknown keys).
+derived keys): config.yaml may leave it null, while the typed dataclass always holds a concrete value.
+Supported annotations: bool, int, float, str, Path, Literal[...], X | None, tuple[X, ...], list[X], dict[str, X]
+and nested dataclasses (which forbid unknown keys).
 """
 
 from __future__ import annotations

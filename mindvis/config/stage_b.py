@@ -41,7 +41,8 @@ class LdmArchitecture:
     """
 
     image_size: int = field(default=256, metadata={
-        "minimum": 8, "preset": True, "description": "image side in px; null = the stimuli's size (preprocess.image_size)"})
+        "minimum": 8, "preset": True,
+        "description": "image side in px; null = the stimuli's size (preprocess.image_size)"})
     image_channels: int = field(default=3, metadata={"minimum": 1})
     model_channels: int = field(default=192, metadata={"minimum": 32, "preset": True})
     channel_mult: tuple[int, ...] = field(default=(1, 2, 3, 5), metadata={"minItems": 1, "preset": True})

@@ -33,7 +33,6 @@ from typing import Any
 import numpy as np
 import torch
 from diffusers import VQModel
-from torch import nn
 
 from mindvis.checkpoints.label2img import load_pretrained_ldm
 from mindvis.checkpoints.release_ldm import PretrainedLdm
@@ -45,7 +44,6 @@ from mindvis.devices import resolve_device
 from mindvis.models.sampling import LatentImagePipeline, to_model_range, to_uint8
 from mindvis.paths import EVAL_FILES
 from mindvis.io import atomic_directory
-from mindvis.models.ldm import ClassConditionedLdm
 
 log = logging.getLogger(__name__)
 
@@ -124,11 +122,8 @@ def class_conditioned_samples(ldm: PretrainedLdm, classes: np.ndarray, items: np
     Returns:
         uint8 (M, K, H, W, 3).
     """
-    if ldm.class_embedding is None:
-        raise InputDataError("the pretrained LDM has no class embedding", value="cond_stage_model.embedding.weight",
-                             expected="a label2img checkpoint (ClassEmbedder cond stage)")
-    model = ClassConditionedLdm(ldm.architecture, ldm.unet, nn.Embedding.from_pretrained(ldm.class_embedding))
-    pipeline = LatentImagePipeline.with_sampler(model.to(device).eval(), ldm.vqvae.eval(), sampling.scheduler)
+    model = ldm.class_conditioned().to(device).eval()
+    pipeline = LatentImagePipeline.with_sampler(model, ldm.vqvae.eval(), sampling.scheduler)
     return pipeline(torch.as_tensor(classes), items, sampling.n_samples, sampling.steps, seed,
                     sampling.batch_size)
 

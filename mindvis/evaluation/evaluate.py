@@ -317,10 +317,11 @@ def evaluate_subject(samples_npz: str | os.PathLike[str], subject_dir: str | os.
 
     document: dict[str, Any] = {"n_way": cfg.n_way, "n_samples": k, "n_test": n, "n_train": len(data.train_fmri)}
     tables, fid_counts, skipped = [], {}, {}
+    gt_probabilities = None if choice.classifier is None else choice.classifier.probabilities(generated.ground_truth)
     for method, recons in reconstructions.items():
         log.info("scoring %s", method)
         table, values, method_skipped = score_reconstructions(recons, generated.ground_truth, cfg, choice.classifier,
-                                                              networks, choice.class_names)
+                                                              networks, choice.class_names, gt_probabilities)
         document[method], count = _split_counts(values)
         if count is not None:
             fid_counts[method] = count

@@ -359,7 +359,8 @@ _PAIRWISE_PIXEL_METRICS: dict[str, tuple[Callable[[np.ndarray, np.ndarray], np.n
 
 def per_image_table(recons: np.ndarray, gts: np.ndarray, cfg: EvaluationConfig,
                     classifier: ImageClassifier | None = None,
-                    class_names: tuple[str, ...] | None = None) -> pd.DataFrame:
+                    class_names: tuple[str, ...] | None = None,
+                    gt_probabilities: np.ndarray | None = None) -> pd.DataFrame:
     """Per reconstruction, the per-image values behind the pixel and n-way metrics (`table_aggregates` averages them).
 
     Args:
@@ -367,6 +368,8 @@ def per_image_table(recons: np.ndarray, gts: np.ndarray, cfg: EvaluationConfig,
         cfg: n_way, n_trials, pixel_metric_px and seed are read.
         classifier: the n-way classifier (None: no n-way columns).
         class_names: names of the classifier's outputs (optional, for readable classes).
+        gt_probabilities: (N, C) the classifier's scores of `gts` when already computed (a job scoring several
+            methods against the same ground truth classifies it once); None = classify `gts` here.
     Returns:
         one row per (item, sample), items in order: item, sample, pixcorr, ssim, pairwise_mse, pairwise_pcc,
         pairwise_ssim (fraction of other ground truths beaten; absent below 2 items), and with a classifier
@@ -388,7 +391,7 @@ def per_image_table(recons: np.ndarray, gts: np.ndarray, cfg: EvaluationConfig,
             columns[name] = per_sample.T.reshape(-1)  # (K, N) -> rows in (item, sample) order
     if classifier is not None:
         log.info("n-way top-1 (%d-way, %d trials) over %d images x %d samples", cfg.n_way, cfg.n_trials, n, k)
-        gt_probs = classifier.probabilities(gts)
+        gt_probs = classifier.probabilities(gts) if gt_probabilities is None else gt_probabilities
         recon_probs = classifier.probabilities(recons.reshape(n * k, *recons.shape[2:]))
         true_classes = np.repeat(np.argmax(gt_probs, axis=1), k)
         columns["top1_nway"] = nway_top1_accuracy(recon_probs, true_classes, cfg.n_way, cfg.n_trials,
@@ -412,7 +415,7 @@ def table_aggregates(table: pd.DataFrame) -> dict[str, float]:
 
 def score_reconstructions(recons: np.ndarray, gts: np.ndarray, cfg: EvaluationConfig,
                           classifier: ImageClassifier | None = None, networks: MetricNetworks | None = None,
-                          class_names: tuple[str, ...] | None = None,
+                          class_names: tuple[str, ...] | None = None, gt_probabilities: np.ndarray | None = None,
                           ) -> tuple[pd.DataFrame, dict[str, float], dict[str, str]]:
     """Score reconstructions with every metric whose network is available.
 
@@ -423,6 +426,7 @@ def score_reconstructions(recons: np.ndarray, gts: np.ndarray, cfg: EvaluationCo
         classifier: the n-way classifier; overrides the one loaded from cfg (the demo passes its stand-in).
         networks: already loaded metric networks (default: load_networks(cfg)).
         class_names: names of the classifier's outputs, for the table.
+        gt_probabilities: the classifier's scores of `gts`, if already computed (see per_image_table).
     Returns:
         (table, values, skipped): the per_image_table; values maps metric names (METRIC_NAMES) to floats (the
         table's aggregates plus the network metrics), plus `fid_n_images` and `fid64_n_images` (generated images
@@ -439,7 +443,7 @@ def score_reconstructions(recons: np.ndarray, gts: np.ndarray, cfg: EvaluationCo
         skipped.pop("top1_nway_max", None)
     if len(gts) < 2:
         skipped.update({name: "identification needs at least 2 test images" for name in _PAIRWISE_PIXEL_METRICS})
-    table = per_image_table(recons, gts, cfg, classifier, class_names)
+    table = per_image_table(recons, gts, cfg, classifier, class_names, gt_probabilities)
     values = table_aggregates(table)
     values.update(_network_scores(_FeatureCache(recons, gts), networks, skipped))
     return table, values, skipped

@@ -84,7 +84,8 @@ class StageBSystem(pl.LightningModule):
         self.model.train()  # loaders return eval-mode modules; Lightning keeps the modes it is given
         self.lr, self.weight_decay = lr, weight_decay
         self.unet_lr = lr if unet_lr is None else unet_lr
-        self.val_scheduler, self.val_steps, self.seed = val_scheduler, val_steps, seed
+        self.val_steps, self.seed = val_steps, seed
+        self.val_pipeline = LatentImagePipeline.with_sampler(model, model.vqvae, val_scheduler)
         self.run = run
         self.start_step = 0
         self.strict_loading = False  # checkpoints hold the trainable tensors only (see on_save_checkpoint)
@@ -100,8 +101,7 @@ class StageBSystem(pl.LightningModule):
 
     def sample(self, fmri: torch.Tensor, items: torch.Tensor) -> np.ndarray:
         """One image per fMRI row (N, V) -> uint8 (N, H, W, 3), from the items' fixed noise."""
-        pipeline = LatentImagePipeline.with_sampler(self.model, self.model.vqvae, self.val_scheduler)
-        return pipeline(fmri, items.tolist(), 1, self.val_steps, self.seed, len(fmri))[:, 0]
+        return self.val_pipeline(fmri, items.tolist(), 1, self.val_steps, self.seed, len(fmri))[:, 0]
 
     def validation_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
         samples = self.sample(batch["fmri"], batch["item"])  # (N, H, W, 3)
