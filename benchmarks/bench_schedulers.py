@@ -140,6 +140,7 @@ def main(argv: list[str] | None = None) -> dict:
                     "n_items": len(fmri), "n_samples": args.samples, "image_size": model.architecture.image_size,
                     "n_way": cfg.n_way if classifier is not None else None, "schedulers": {}}
     images, per_item = {}, {}
+    gt_probabilities = None if ground_truth is None or classifier is None else classifier.probabilities(ground_truth)
     for scheduler in SAMPLERS:
         run(scheduler, 2)  # warm-up: allocations, kernels
         started = time.perf_counter()
@@ -148,7 +149,7 @@ def main(argv: list[str] | None = None) -> dict:
         entry = {"steps": steps[scheduler], "seconds": round(seconds, 3),
                  "images_per_s": round(images[scheduler].shape[0] * args.samples / seconds, 4)}
         if ground_truth is not None:
-            table = per_image_table(images[scheduler], ground_truth, cfg, classifier, names)
+            table = per_image_table(images[scheduler], ground_truth, cfg, classifier, names, gt_probabilities)
             metric_columns = [c for c in table.columns if c not in ("item", "sample", "true_class",
                                                                      "predicted_class")]
             per_item[scheduler] = table.groupby("item")[metric_columns].mean()

@@ -13,9 +13,9 @@ from pathlib import Path
 
 from mindvis.data.contract import FMRI_FILE, SAMPLES_FILE, STIMULI_FILE, VOXELS_FILE, subject_dir
 
-# The preprocessed-data contract (mindvis.data.contract), by the names the rules give them.
-CONTRACT_FILES: dict[str, str] = {"samples": SAMPLES_FILE, "fmri": FMRI_FILE, "voxels": VOXELS_FILE,
-                                  "stimuli": STIMULI_FILE}
+# The preprocessed-data contract (mindvis.data.contract), named by file stem as the rules name them.
+CONTRACT_FILES: dict[str, str] = {Path(name).stem: name for name in (SAMPLES_FILE, FMRI_FILE, VOXELS_FILE,
+                                                                     STIMULI_FILE)}
 
 # What generate, ceilings and evaluate write into <results_root>/eval/<dataset>/<subject>/.
 EVAL_FILES: dict[str, str] = {
