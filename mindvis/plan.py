@@ -129,7 +129,7 @@ JOB_READS: dict[str, tuple[str, ...]] = {
     "stage_b_finetune": ("stage_b.training", "stage_b.architecture.image_size", "stage_b.sampling.scheduler",
                          "trainer"),  # the LDM's other sizes come from the pretrained LDM it starts from
     "demo_classifier": (*DEMO_CATEGORIES, "preprocess.image_size", "evaluation.demo_classifier",
-                        "evaluation.device"),
+                        "trainer.accelerator", "trainer.precision", "trainer.num_workers"),  # always one device
     "generate": ("stage_b.sampling", "seed", "evaluation.device"),
     "ceilings": ("stage_b.sampling", "seed", "evaluation.device"),  # the LDM and class index are inputs
     "evaluate": ("evaluation",),
@@ -193,7 +193,7 @@ def training_resources(cfg: Config, rule: str) -> dict[str, Any]:
     """Resources of a Lightning training rule: GPU and node counts follow `trainer.devices` / `trainer.num_nodes`.
 
     When the rule asks for GPUs at all, it asks for `devices` of them per node on `num_nodes` nodes. On one node the
-    job is one task and Lightning starts one process per device (mindvis.training.common.cluster_plugins); with
+    job is one task and Lightning starts one process per device (mindvis.training.runner.cluster_plugins); with
     `trainer.uses_srun` (several nodes) it asks for one task per process (mindvis.training.launch).
     """
     values = resources(cfg, rule)

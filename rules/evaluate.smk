@@ -8,6 +8,7 @@ if plan.trains_demo_classifier(CFG):
             config=str(plan.demo_classifier_dir(CFG) / "config.json"),
         params:
             config_slice=plan.job_params(CFG, "demo_classifier"),
+            resume_dir=plan.resume_dir(CFG, "demo_classifier"),
         log:
             f"{RESULTS}/logs/demo_classifier.log",
         threads: CFG.resources_for("demo_classifier").cpus_per_task

@@ -47,7 +47,7 @@ def test_job_params_are_the_resolved_slices_in_config_shape():
 @pytest.mark.parametrize(("change", "rules"), [
     ({"preprocess": {"hcp": {"window_frames": 8}}}, {"preprocess_hcp"}),
     ({"evaluation": {"n_trials": 500}}, {"evaluate"}),
-    ({"evaluation": {"device": "cpu"}}, {"evaluate", "generate", "ceilings", "demo_classifier"}),
+    ({"evaluation": {"device": "cpu"}}, {"evaluate", "generate", "ceilings"}),
     ({"seed": 1}, {"generate", "ceilings"}),
     ({"evaluation": {"demo_classifier": {"epochs": 5}}}, {"demo_classifier", "evaluate"}),
     ({"preprocess": {"image_size": 32}}, {"preprocess_god", "preprocess_bold5000", "ldm_pretrain",
@@ -56,7 +56,8 @@ def test_job_params_are_the_resolved_slices_in_config_shape():
     ({"stage_b": {"sampling": {"scheduler": "plms"}}}, {"ldm_pretrain", "stage_b_finetune", "generate",
                                                          "ceilings"}),
     ({"stage_b": {"sampling": {"n_samples": 4}}}, {"generate", "ceilings"}),
-    ({"trainer": {"precision": "32"}}, {"stage_a_pretrain", "stage_a_finetune", "ldm_pretrain", "stage_b_finetune"}),
+    ({"trainer": {"precision": "32"}}, {"stage_a_pretrain", "stage_a_finetune", "ldm_pretrain", "stage_b_finetune",
+                                        "demo_classifier"}),
     ({"trainer": {"devices": 2}}, {"stage_a_pretrain", "stage_a_finetune", "stage_b_finetune"}),
     ({"demo_data": {"hcp": {"frames": 100}}}, {"demo_synthesize"}),
     ({"demo_data": {"god": {"n_test_categories": 20}}}, {"demo_synthesize", "ldm_pretrain", "demo_classifier"}),

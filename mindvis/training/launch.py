@@ -1,7 +1,7 @@
 """Start a training entry point on every process of a multi-process (multi-node) SLURM job.
 
 The Snakemake SLURM executor starts a job's script once. On one node Lightning then launches its own processes
-(mindvis.training.common.cluster_plugins); across nodes every process must be a SLURM task. With
+(mindvis.training.runner.cluster_plugins); across nodes every process must be a SLURM task. With
 `trainer.launcher: srun` (the default when `trainer.num_nodes > 1`) the training rules ask SLURM for
 `devices` tasks on each of `num_nodes` nodes, and `launch` re-runs the entry point as
 `srun python -m mindvis.training.launch <spec.json>`: each task rebuilds the call from the spec, Lightning's SLURM

@@ -26,7 +26,6 @@ import json
 import logging
 import os
 import shutil
-import time
 from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
@@ -49,18 +48,8 @@ from mindvis.demo.pretrained import CLASS_INDEX_FILE, RECIPE_FILE, generator_pro
 from mindvis.figures import labelled_grid
 from mindvis.models.sampling import LatentImagePipeline, to_model_range, to_uint8
 from mindvis.models.ldm import AttributeEmbedding, ClassConditionedLdm, build_unet, build_vqvae
-from mindvis.training.common import (
-    build_trainer,
-    callback_metric,
-    checkpoint_dir,
-    clear_resume_state,
-    fingerprint,
-    log_every_n_steps,
-    make_adamw,
-    resume_checkpoint,
-    training_callbacks,
-    warmup_cosine_factor,
-)
+from mindvis.training.common import make_adamw, warmup_cosine_factor
+from mindvis.training.runner import FitPlan, checkpoint_dir, fingerprint, resume_checkpoint, train
 
 log = logging.getLogger(__name__)
 
@@ -259,13 +248,13 @@ def reconstruction_l1(vqvae: VQModel, images: np.ndarray) -> tuple[float, np.nda
     return float((recon.clamp(-1, 1) - x).abs().mean()), to_uint8(recon)
 
 
-def vq_fingerprint(demo_cfg: DemoDataConfig, arch: Any, settings: LdmPretrainConfig, trainer_cfg: TrainerConfig
-                   ) -> str:
-    """Fingerprint of what the VQ phase computes from: the generator, the VQ's architecture and its settings."""
+def vq_identity(demo_cfg: DemoDataConfig, arch: Any, settings: LdmPretrainConfig, trainer_cfg: TrainerConfig
+                ) -> dict[str, Any]:
+    """What the VQ phase computes from (its resume identity): the generator, the VQ's architecture and settings."""
     vq_arch = {k: v for k, v in asdict(arch).items() if k.startswith("vq_") or k in VQ_ARCHITECTURE}
-    return fingerprint({"stage": "ldm_pretrain/vq", "demo": asdict(demo_cfg), "architecture": vq_arch,
-                        "settings": {k: v for k, v in asdict(settings).items() if k not in UNET_ONLY_SETTINGS},
-                        "trainer": asdict(trainer_cfg)})
+    return {"stage": "ldm_pretrain/vq", "demo": asdict(demo_cfg), "architecture": vq_arch,
+            "settings": {k: v for k, v in asdict(settings).items() if k not in UNET_ONLY_SETTINGS},
+            "trainer": asdict(trainer_cfg)}
 
 
 def class_embedding(settings: LdmPretrainConfig, categories: tuple[Category, ...], dim: int) -> nn.Module:
@@ -282,19 +271,6 @@ def grid_classes(n_classes: int, n_shown: int) -> list[int]:
     return sorted({int(round(i)) for i in np.linspace(0, n_classes - 1, min(n_shown, n_classes))})
 
 
-def _fit(system: pl.LightningModule, loader: DataLoader, epochs: int, phase_dir: Path, job_fingerprint: str,
-         settings: LdmPretrainConfig, trainer_cfg: TrainerConfig, run: Any) -> tuple[pl.Trainer, float]:
-    log_every = log_every_n_steps(run, DEFAULT_LOG_EVERY_N_STEPS)
-    callbacks, _ = training_callbacks(phase_dir, settings.checkpoint_every_n_steps, log_every)
-    trainer = build_trainer(trainer_cfg, max_epochs=epochs, callbacks=callbacks,
-                            logger=run.lightning_logger() if run is not None else False,
-                            log_every_n_steps=log_every, gradient_clip_val=1.0, default_root_dir=phase_dir,
-                            has_validation=False)
-    started = time.perf_counter()
-    trainer.fit(system, train_dataloaders=loader, ckpt_path=resume_checkpoint(phase_dir, job_fingerprint))
-    return trainer, time.perf_counter() - started
-
-
 def _log_grid(run: Any, tiles: np.ndarray, rows: list[str], columns: list[str], artifact_file: str) -> None:
     if run is not None:
         run.log_image(labelled_grid(tiles, rows, columns), artifact_file)
@@ -308,8 +284,7 @@ def train_demo_ldm(demo_cfg: DemoDataConfig, cfg: StageBConfig, trainer_cfg: Tra
     Args:
         demo_cfg: the demo data config (its categories and their image generator).
         cfg: the resolved `stage_b` section: `architecture` sizes the model (its image size is the demo stimuli's
-            unless set), `ldm_pretrain` the training,
-            `sampling` the sampler of the logged sample grid.
+            unless set), `ldm_pretrain` the training, `sampling` the sampler of the logged sample grid.
         trainer_cfg: accelerator / precision (a demo job: always one device).
         out_dir: the pretrained-LDM directory Stage B reads (stage_b.pretrained_ldm).
         resume_dir: per-phase resume state, outside the job's declared outputs.
@@ -317,85 +292,108 @@ def train_demo_ldm(demo_cfg: DemoDataConfig, cfg: StageBConfig, trainer_cfg: Tra
     Returns:
         summary figures (images, classes, steps, losses, reconstruction error, codebook use, seconds).
     """
-    settings = cfg.ldm_pretrain
-    arch = cfg.architecture
-    out_dir, resume_dir = Path(out_dir), Path(resume_dir)
+    settings, arch = cfg.ldm_pretrain, cfg.architecture
+    resume_dir = Path(resume_dir)
     trainer_cfg = replace(trainer_cfg, devices=1, num_nodes=1, strategy="auto")
     pl.seed_everything(settings.seed, workers=True, verbose=False)
-    job = fingerprint({"stage": "ldm_pretrain", "demo": asdict(demo_cfg), "architecture": asdict(arch),
-                       "settings": asdict(settings), "trainer": asdict(trainer_cfg)})
-    vq_job = vq_fingerprint(demo_cfg, arch, settings, trainer_cfg)
-    vq_dir, unet_dir = resume_dir / "vq", resume_dir / "unet"
-    resume_checkpoint(vq_dir, vq_job)  # discards a VQ (finished or not) of other VQ settings
     images, labels = category_images(demo_cfg, settings.images_per_category, arch.image_size, settings.seed)
     categories = category_table(demo_cfg)
-    names = [c.name for c in categories]
-    shown = grid_classes(len(names), settings.sample_classes)
-    examples = images[[int(np.flatnonzero(labels == c)[0]) for c in shown]]
-    log.info("demo LDM pretraining on %d images of %d categories (%d px)", len(images), len(names), arch.image_size)
+    log.info("demo LDM pretraining on %d images of %d categories (%d px)", len(images), len(categories),
+             arch.image_size)
     if run is not None:
-        run.log_params({"n_images": len(images), "n_classes": len(names), "image_size": arch.image_size})
+        run.log_params({"n_images": len(images), "n_classes": len(categories), "image_size": arch.image_size})
+    vqvae, vq_summary = train_vq(images, demo_cfg, cfg, trainer_cfg, resume_dir / "vq", run)
+    shown = grid_classes(len(categories), settings.sample_classes)
+    examples = images[[int(np.flatnonzero(labels == c)[0]) for c in shown]]
+    recon_l1, reconstructions = reconstruction_l1(vqvae, examples)
+    _log_grid(run, np.stack([examples, reconstructions], axis=1), [categories[c].name for c in shown],
+              ["image", "VQ reconstruction"], "ldm_pretrain/vq_reconstructions.png")
+    summary = {"n_images": len(images), "n_classes": len(categories), "image_size": arch.image_size,
+               **vq_summary, "vq_reconstruction_l1": round(recon_l1, 4)}
+    job = {"stage": "ldm_pretrain", "demo": asdict(demo_cfg), "architecture": asdict(arch),
+           "settings": asdict(settings), "trainer": asdict(trainer_cfg)}
+    return train_label_diffusion(vqvae, images, labels, examples[:, None], shown, demo_cfg, cfg, trainer_cfg,
+                                 FitPlan(epochs=settings.unet_epochs, resume_dir=resume_dir / "unet", job=job,
+                                         checkpoint_every_n_steps=settings.checkpoint_every_n_steps,
+                                         gradient_clip=1.0, loss_metric="unet/loss",
+                                         log_every_n_steps=DEFAULT_LOG_EVERY_N_STEPS, log_summary=False),
+                                 Path(out_dir), summary, run)
 
-    # (a) VQ first stage
+
+def train_vq(images: np.ndarray, demo_cfg: DemoDataConfig, cfg: StageBConfig, trainer_cfg: TrainerConfig,
+             vq_dir: Path, run: Any) -> tuple[VQModel, dict[str, Any]]:
+    """Phase (a): the VQ autoencoder on random crops of uint8 `images` (N, S, S, 3), its latent scale normalised.
+
+    The finished VQ stays in `vq_dir` (VQ_DONE) and is reused while the VQ's own settings are unchanged. Returns the
+    VQ (eval mode, CPU) and its summary figures (steps, final loss, latent scale; None when reused, seconds).
+    """
+    settings, arch = cfg.ldm_pretrain, cfg.architecture
+    vq_job = vq_identity(demo_cfg, arch, settings, trainer_cfg)
+    resume_checkpoint(vq_dir, fingerprint(vq_job))  # discards a VQ (finished or not) of other VQ settings
     done = vq_dir / VQ_DONE
     if done.is_dir():
-        vqvae = VQModel.from_pretrained(done, local_files_only=True, low_cpu_mem_usage=False)
-        vq_seconds, vq_steps, vq_loss, scale = 0.0, None, None, None
         log.info("reusing the VQ trained earlier with the same VQ settings: %s", done)
-    else:
-        vqvae = build_vqvae(arch)
-        crops = RandomCrops(images, settings.vq_crop_px)
-        generator = torch.Generator().manual_seed(settings.seed)
-        init_codebook(vqvae, torch.stack([crops[i] for i in torch.randperm(len(crops), generator=generator)[:64]]),
-                      generator)
-        system = VqAutoencoderSystem(vqvae, lr=settings.vq_lr, gradient_loss_weight=settings.gradient_loss_weight,
-                                     chroma_loss_weight=settings.chroma_loss_weight,
-                                     commitment_weight=settings.commitment_weight)
-        loader = DataLoader(crops, batch_size=settings.batch_size, shuffle=True, num_workers=trainer_cfg.num_workers)
-        trainer, vq_seconds = _fit(system, loader, settings.vq_epochs, vq_dir, vq_job, settings, trainer_cfg, run)
-        vq_steps, vq_loss = int(trainer.global_step), callback_metric(trainer, "vq/loss")
-        vqvae = vqvae.cpu().eval()
-        scale = normalize_latent_scale(vqvae, encode_images(vqvae, images[:: max(1, len(images) // 256)]))
-        vqvae.save_pretrained(done)
-        shutil.rmtree(checkpoint_dir(vq_dir), ignore_errors=True)  # the finished VQ is all that is kept
-    vqvae = vqvae.eval()
-    recon_l1, reconstructions = reconstruction_l1(vqvae, examples)
-    _log_grid(run, np.stack([examples, reconstructions], axis=1), [names[c] for c in shown],
-              ["image", "VQ reconstruction"], "ldm_pretrain/vq_reconstructions.png")
+        vqvae = VQModel.from_pretrained(done, local_files_only=True, low_cpu_mem_usage=False).eval()
+        return vqvae, {"vq_steps": None, "vq_final_loss": None, "latent_scale": None, "vq_seconds": 0.0}
+    vqvae = build_vqvae(arch)
+    crops = RandomCrops(images, settings.vq_crop_px)
+    generator = torch.Generator().manual_seed(settings.seed)
+    init_codebook(vqvae, torch.stack([crops[i] for i in torch.randperm(len(crops), generator=generator)[:64]]),
+                  generator)
+    system = VqAutoencoderSystem(vqvae, lr=settings.vq_lr, gradient_loss_weight=settings.gradient_loss_weight,
+                                 chroma_loss_weight=settings.chroma_loss_weight,
+                                 commitment_weight=settings.commitment_weight)
+    loader = DataLoader(crops, batch_size=settings.batch_size, shuffle=True, num_workers=trainer_cfg.num_workers)
+    plan = FitPlan(epochs=settings.vq_epochs, resume_dir=vq_dir, job=vq_job,
+                   checkpoint_every_n_steps=settings.checkpoint_every_n_steps, gradient_clip=1.0,
+                   loss_metric="vq/loss", log_every_n_steps=DEFAULT_LOG_EVERY_N_STEPS, clear_resume=False,
+                   log_summary=False)
+    fitted = train(system, loader, plan, trainer_cfg, run)
+    vqvae = vqvae.cpu().eval()
+    scale = normalize_latent_scale(vqvae, encode_images(vqvae, images[:: max(1, len(images) // 256)]))
+    vqvae.save_pretrained(done)
+    shutil.rmtree(checkpoint_dir(vq_dir), ignore_errors=True)  # the finished VQ is all that is kept
+    return vqvae, {"vq_steps": fitted["global_step"], "vq_final_loss": fitted["final_train_loss"],
+                   "latent_scale": scale, "vq_seconds": fitted["seconds"]}
 
-    # (b) UNet on cached latents, conditioned on the class
+
+def train_label_diffusion(vqvae: VQModel, images: np.ndarray, labels: np.ndarray, examples: np.ndarray,
+                          shown: list[int], demo_cfg: DemoDataConfig, cfg: StageBConfig, trainer_cfg: TrainerConfig,
+                          plan: FitPlan, out_dir: Path, summary: dict[str, Any], run: Any) -> dict[str, Any]:
+    """Phase (b): the class-conditioned UNet on the cached latents of `images` (N, S, S, 3) with `labels` (N,);
+    writes the label2img directory to `out_dir` with class samples of the `shown` classes beside `examples`
+    (len(shown), 1, S, S, 3) logged. `summary` holds the figures so far; returns it completed."""
+    settings, arch = cfg.ldm_pretrain, cfg.architecture
+    categories = category_table(demo_cfg)
     latents = encode_images(vqvae, images)
-    codes_used = int(torch.unique(vqvae.quantize(latents)[2][2]).numel())
+    summary |= {"codes_used": int(torch.unique(vqvae.quantize(latents)[2][2]).numel()),
+                "codebook_size": arch.vq_num_embeddings}
     ldm = ClassConditionedLdm(arch, build_unet(arch), class_embedding(settings, categories, arch.context_dim))
     system = LabelDiffusionSystem(ldm, lr=settings.unet_lr, ema_decay=settings.ema_decay,
                                   min_snr_gamma=settings.min_snr_gamma)
     loader = DataLoader(TensorDataset(latents, torch.from_numpy(labels)), batch_size=settings.batch_size,
                         shuffle=True)
-    trainer, unet_seconds = _fit(system, loader, settings.unet_epochs, unet_dir, job, settings, trainer_cfg, run)
-    ldm = system.exported.cpu().eval()
-    pipeline = LatentImagePipeline.with_sampler(ldm, vqvae, cfg.sampling.scheduler)
-    samples = pipeline(torch.tensor(shown), shown, SAMPLES_PER_CLASS, cfg.sampling.steps, settings.seed,
-                       batch_size=len(shown) * SAMPLES_PER_CLASS)
-    _log_grid(run, np.concatenate([examples[:, None], samples], axis=1), [names[c] for c in shown],
-              ["training image"] + [f"sample {k + 1}" for k in range(SAMPLES_PER_CLASS)],
-              "ldm_pretrain/class_samples.png")
 
-    summary = {
-        "n_images": len(images), "n_classes": len(names), "image_size": arch.image_size,
-        "vq_steps": vq_steps, "vq_final_loss": vq_loss, "vq_reconstruction_l1": round(recon_l1, 4),
-        "latent_scale": scale, "codes_used": codes_used, "codebook_size": arch.vq_num_embeddings,
-        "unet_steps": int(trainer.global_step), "unet_final_loss": callback_metric(trainer, "unet/loss"),
-        "vq_seconds": round(vq_seconds, 2), "unet_seconds": round(unet_seconds, 2),
-    }
-    class_index = {str(c.index): [c.wnid, c.name] for c in categories}
-    recipe = {"recipe": ldm_recipe(demo_cfg, arch, settings), "training": summary,
-              "generator_probe": generator_probe(demo_cfg, arch.image_size)}
-    save_label2img(out_dir, arch, ldm.unet, vqvae, ldm.class_embedding.weight.detach(),
-                   global_step=int(trainer.global_step), extra_files={CLASS_INDEX_FILE: json.dumps(class_index, indent=0) + "\n",
-                                RECIPE_FILE: json.dumps(recipe, indent=1) + "\n"})
-    if run is not None:
-        run.log_metrics({k: v for k, v in summary.items() if isinstance(v, (int, float))})
-    clear_resume_state(unet_dir)
-    log.info("demo LDM written to %s: %s", out_dir, summary)
+    def export(fitted: dict[str, Any]) -> None:
+        exported = system.exported.eval()
+        pipeline = LatentImagePipeline.with_sampler(exported, vqvae, cfg.sampling.scheduler)
+        samples = pipeline(torch.tensor(shown), shown, SAMPLES_PER_CLASS, cfg.sampling.steps, settings.seed,
+                           batch_size=len(shown) * SAMPLES_PER_CLASS)
+        _log_grid(run, np.concatenate([examples, samples], axis=1), [categories[c].name for c in shown],
+                  ["training image"] + [f"sample {k + 1}" for k in range(SAMPLES_PER_CLASS)],
+                  "ldm_pretrain/class_samples.png")
+        summary.update({"unet_steps": fitted["global_step"], "unet_final_loss": fitted["final_train_loss"],
+                        "unet_seconds": fitted["seconds"]})
+        class_index = {str(c.index): [c.wnid, c.name] for c in categories}
+        recipe = {"recipe": ldm_recipe(demo_cfg, arch, settings), "training": summary,
+                  "generator_probe": generator_probe(demo_cfg, arch.image_size)}
+        save_label2img(out_dir, arch, exported.unet, vqvae, exported.class_embedding.weight.detach(),
+                       global_step=fitted["global_step"],
+                       extra_files={CLASS_INDEX_FILE: json.dumps(class_index, indent=0) + "\n",
+                                    RECIPE_FILE: json.dumps(recipe, indent=1) + "\n"})
+        if run is not None:
+            run.log_metrics({k: v for k, v in summary.items() if isinstance(v, (int, float))})
+        log.info("demo LDM written to %s: %s", out_dir, summary)
+
+    train(system, loader, plan, trainer_cfg, run, export=export)
     return summary
-

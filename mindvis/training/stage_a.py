@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import logging
 import os
-import time
 from collections.abc import Sequence
 from dataclasses import asdict
 from pathlib import Path
@@ -20,9 +19,8 @@ import numpy as np
 import pytorch_lightning as pl
 import torch
 from matplotlib.figure import Figure
-from pytorch_lightning.callbacks import ModelCheckpoint
 
-from mindvis.checkpoints.stage_a import load_mbm, load_weights_into, save_mbm
+from mindvis.checkpoints.stage_a import load_mbm, save_mbm
 from mindvis.config.runtime import TrainerConfig
 from mindvis.config.stage_a import StageAConfig, StageAFinetuneConfig, StageAPretrainConfig
 from mindvis.data.datasets import (
@@ -35,25 +33,12 @@ from mindvis.data.datasets import (
 )
 from mindvis.errors import ConfigError
 from mindvis.models.mbm import MaskedBrainModel, MbmArchitecture, count_parameters
-from mindvis.training.common import (
-    build_trainer,
-    callback_metric,
-    clear_resume_state,
-    file_signature,
-    fingerprint,
-    log_every_n_steps,
-    make_adamw,
-    per_dataset,
-    resume_checkpoint,
-    training_callbacks,
-    warmup_cosine_factor,
-    weight_decay_groups,
-)
+from mindvis.training.common import make_adamw, per_dataset, warmup_cosine_factor, weight_decay_groups
+from mindvis.training.runner import BestWeights, FitPlan, file_signature, train
 
 log = logging.getLogger(__name__)
 
 FIGURE_SAMPLES = 4
-DEFAULT_LOG_EVERY_N_STEPS = 50
 
 TrainSettings = StageAPretrainConfig | StageAFinetuneConfig
 
@@ -80,13 +65,9 @@ class MaskedBrainModelingSystem(pl.LightningModule):
         self.mask_ratio = mask_ratio
         self.figure_batch = figure_batch
         self.run = run
-        self.start_step = 0
         self.save_hyperparameters({"lr": lr, "min_lr": min_lr, "weight_decay": weight_decay,
                                    "warmup_epochs": warmup_epochs, "epochs": epochs, "mask_ratio": mask_ratio,
                                    "architecture": model.arch.to_dict()})
-
-    def on_train_start(self) -> None:
-        self.start_step = int(self.global_step)  # > 0 when resumed
 
     def training_step(self, batch: torch.Tensor, batch_idx: int) -> torch.Tensor:
         loss = self.model(batch, self.mask_ratio).loss
@@ -160,51 +141,28 @@ def _model_sizes(cfg: StageAConfig) -> dict[str, Any]:
     return sizes
 
 
-def _restore_best(system: MaskedBrainModelingSystem, best: ModelCheckpoint | None) -> float | None:
-    """Load the best validation weights into `system` (if any were kept); return their validation loss."""
-    if best is None or not best.best_model_path:
-        return None
-    weights = torch.load(best.best_model_path, map_location="cpu", weights_only=True)["state_dict"]
-    load_weights_into(system, weights, best.best_model_path)
-    return float(best.best_model_score)
-
-
 def _fit(model: MaskedBrainModel, datamodule: FmriDataModule, settings: TrainSettings, out_dir: Path,
          trainer_cfg: TrainerConfig, resume_dir: Path, job: dict[str, Any], run: Any, extra: dict[str, Any]
          ) -> dict[str, Any]:
-    """Train `model` on `datamodule` with `settings`, resuming from `resume_dir`; write the result to `out_dir`."""
+    """Train `model` on `datamodule` with `settings` (the runner resumes from `resume_dir`); write it to `out_dir`."""
     has_val = datamodule.val_set is not None
     system = MaskedBrainModelingSystem(
         model, lr=settings.lr, min_lr=settings.min_lr, weight_decay=settings.weight_decay,
         warmup_epochs=settings.warmup_epochs, epochs=settings.epochs, mask_ratio=settings.mask_ratio,
         figure_batch=datamodule.sample_batch(FIGURE_SAMPLES), run=run)
-    log_every = log_every_n_steps(run, DEFAULT_LOG_EVERY_N_STEPS)
-    callbacks, best = training_callbacks(resume_dir, settings.checkpoint_every_n_steps, log_every,
-                                         best_by=("val/loss", "min") if has_val else None)
-    trainer = build_trainer(trainer_cfg, max_epochs=settings.epochs, callbacks=callbacks,
-                            logger=run.lightning_logger() if run is not None else False,
-                            log_every_n_steps=log_every, gradient_clip_val=settings.clip_grad,
-                            default_root_dir=resume_dir, has_validation=has_val)
-    ckpt_path = resume_checkpoint(resume_dir, fingerprint(job))
+    plan = FitPlan(epochs=settings.epochs, resume_dir=resume_dir, job=job,
+                   checkpoint_every_n_steps=settings.checkpoint_every_n_steps, has_validation=has_val,
+                   best=BestWeights("val/loss", "min"), gradient_clip=settings.clip_grad)
     sizes = {"n_train": len(datamodule.train_set), "n_val": len(datamodule.val_set or []),
              "num_voxels": model.arch.num_voxels, "parameters": count_parameters(model)}
-    if run is not None and trainer.is_global_zero:
-        run.log_params(sizes)
-    started = time.perf_counter()
-    trainer.fit(system, datamodule=datamodule, ckpt_path=ckpt_path)
-    summary = {**sizes, "global_step": int(trainer.global_step), "epochs": int(trainer.current_epoch),
-               "resumed_from_step": system.start_step, "seconds": round(time.perf_counter() - started, 2),
-               "final_train_loss": callback_metric(trainer, "train/loss"), "best_val_loss": _restore_best(system, best)}
-    if trainer.is_global_zero:  # one writer under DDP
-        system.to("cpu")
+
+    def export(summary: dict[str, Any]) -> None:
         save_mbm(model, out_dir, extra={**extra, "training": summary})
         if run is not None:
             system.log_reconstructions("reconstructions/final.png")
-            run.log_metrics({k: v for k, v in summary.items() if isinstance(v, (int, float))},
-                            step=int(trainer.global_step))
             run.log_artifact(out_dir, "model")
-        clear_resume_state(resume_dir)
-    return summary
+
+    return train(system, datamodule, plan, trainer_cfg, run, sizes=sizes, export=export)
 
 
 def train_stage_a_pretrain(inputs: Sequence[str | os.PathLike[str]], out_dir: str | os.PathLike[str],

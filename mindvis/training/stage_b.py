@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import logging
 import os
-import time
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -34,23 +33,12 @@ from mindvis.errors import CheckpointError, ConfigError
 from mindvis.figures import sample_grid
 from mindvis.models.sampling import LatentImagePipeline, to_uint8
 from mindvis.models.ldm import FmriLDM, assemble_fmri_ldm
-from mindvis.training.common import (
-    build_trainer,
-    callback_metric,
-    clear_resume_state,
-    file_signature,
-    fingerprint,
-    log_every_n_steps,
-    make_adamw,
-    per_dataset,
-    resume_checkpoint,
-    training_callbacks,
-)
+from mindvis.training.common import make_adamw, per_dataset
+from mindvis.training.runner import BestWeights, FitPlan, file_signature, train
 
 log = logging.getLogger(__name__)
 
 VAL_METRIC = "val/pixel_corr"
-DEFAULT_LOG_EVERY_N_STEPS = 50
 ADAMW_BETAS = (0.9, 0.999)  # torch's AdamW defaults, which the reference uses
 
 
@@ -87,12 +75,8 @@ class StageBSystem(pl.LightningModule):
         self.val_steps, self.seed = val_steps, seed
         self.val_pipeline = LatentImagePipeline.with_sampler(model, model.vqvae, val_scheduler)
         self.run = run
-        self.start_step = 0
         self.strict_loading = False  # checkpoints hold the trainable tensors only (see on_save_checkpoint)
         self._grid_rows: list[tuple[int, np.ndarray, np.ndarray]] = []
-
-    def on_train_start(self) -> None:
-        self.start_step = int(self.global_step)  # > 0 when resumed
 
     def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
         loss = self.model.training_loss(batch["image"], batch["fmri"])
@@ -143,13 +127,6 @@ class StageBSystem(pl.LightningModule):
         if missing:
             raise CheckpointError("the resume checkpoint lacks trainable Stage-B tensors", value=missing[:3],
                                   expected="a checkpoint written by this Stage-B job")
-
-
-def load_trainable_weights(system: StageBSystem, path: str | os.PathLike[str]) -> None:
-    """Load a (weights-only) checkpoint of `system`'s trainable tensors into it."""
-    state = torch.load(path, map_location="cpu", weights_only=True)["state_dict"]
-    system.on_load_checkpoint({"state_dict": state})
-    system.load_state_dict(state, strict=False)
 
 
 def build_stage_b_model(encoder_checkpoint: str | os.PathLike[str], pretrained_ldm: str | os.PathLike[str],
@@ -219,49 +196,22 @@ def train_stage_b(subject_dir: str | os.PathLike[str], encoder_checkpoint: str |
                           weight_decay=settings.weight_decay,
                           val_scheduler=cfg.sampling.scheduler, val_steps=settings.val_steps,
                           seed=settings.seed, run=run)
-    has_val = val_set is not None
-    log_every = log_every_n_steps(run, DEFAULT_LOG_EVERY_N_STEPS)
-    callbacks, best = training_callbacks(resume_dir, settings.checkpoint_every_n_steps, log_every,
-                                         best_by=(VAL_METRIC, "max") if has_val and settings.keep == "best" else None)
-    trainer = build_trainer(trainer_cfg, max_epochs=epochs, callbacks=callbacks,
-                            logger=run.lightning_logger() if run is not None else False,
-                            log_every_n_steps=log_every, gradient_clip_val=settings.grad_clip,
-                            default_root_dir=resume_dir, has_validation=has_val,
-                            check_val_every_n_epoch=settings.val_every_n_epochs)
     job = {"stage": "B", "subject": file_signature(subject_dir), "encoder": file_signature(encoder_checkpoint),
            "pretrained_ldm": file_signature(pretrained_ldm), "image_size": image_size,
            "training": asdict(settings), "val_scheduler": cfg.sampling.scheduler,
            "trainer": asdict(trainer_cfg)}
-    ckpt_path = resume_checkpoint(resume_dir, fingerprint(job))
-    parameters = {"parameters": sum(p.numel() for p in model.parameters()),
-                  "trainable_parameters": sum(p.numel() for p in model.parameters() if p.requires_grad)}
-    if run is not None and trainer.is_global_zero:
-        run.log_params({"n_train": len(train_set), "n_val": len(val_rows), "image_size": image_size,
-                        "batch_size": batch_size, **parameters})
-    started = time.perf_counter()
-    trainer.fit(system, datamodule=datamodule, ckpt_path=ckpt_path)
-    seconds = time.perf_counter() - started
+    plan = FitPlan(epochs=epochs, resume_dir=resume_dir, job=job,
+                   checkpoint_every_n_steps=settings.checkpoint_every_n_steps, has_validation=val_set is not None,
+                   best=BestWeights(VAL_METRIC, "max", keep=settings.keep == "best"),
+                   gradient_clip=settings.grad_clip, val_every_n_epochs=settings.val_every_n_epochs)
+    sizes = {"n_train": len(train_set), "n_val": len(val_rows), "image_size": image_size, "batch_size": batch_size,
+             "parameters": sum(p.numel() for p in model.parameters()),
+             "trainable_parameters": sum(p.numel() for p in model.parameters() if p.requires_grad)}
 
-    best_score = None
-    if best is not None and best.best_model_path:
-        load_trainable_weights(system, best.best_model_path)
-        best_score = float(best.best_model_score)
-    summary = {
-        "n_train": len(train_set), "n_val": len(val_rows), "image_size": image_size, **parameters,
-        "global_step": int(trainer.global_step), "epochs": int(trainer.current_epoch),
-        "final_train_loss": callback_metric(trainer, "train/loss"), "best_val_pixel_corr": best_score,
-        "kept": "best" if best_score is not None else "last", "resumed_from_step": system.start_step,
-        "seconds": round(seconds, 2),
-    }
-    if trainer.is_global_zero:
-        model.to("cpu")
+    def export(summary: dict[str, Any]) -> None:
         save_stage_b(model, out_dir, metadata={
             "stage": "B", "subject_dir": str(subject_dir), "encoder_checkpoint": str(encoder_checkpoint),
             "pretrained_ldm": str(pretrained_ldm), "run_id": run.run_id if run is not None else None,
             "training": summary})
-        if run is not None:
-            run.log_metrics({k: v for k, v in summary.items() if isinstance(v, (int, float))},
-                            step=int(trainer.global_step))
-        clear_resume_state(resume_dir)
-    return summary
 
+    return train(system, datamodule, plan, trainer_cfg, run, sizes=sizes, export=export)

@@ -13,6 +13,7 @@ from mlflow import MlflowClient
 from mindvis.checkpoints.own_format import save_own_format
 from mindvis.config.data import DemoDataConfig
 from mindvis.config.evaluation import DemoClassifierConfig
+from mindvis.config.runtime import TrainerConfig
 from mindvis.demo.images import category_table, generate_category_images
 from mindvis.errors import CheckpointError
 from mindvis.tracking import open_job_run_for_tests
@@ -20,6 +21,7 @@ from mindvis.evaluation.demo_classifier import is_demo_classifier, load_demo_cla
 from mindvis.training.demo_classifier import train_demo_classifier
 
 DEMO = DemoDataConfig()
+CPU = TrainerConfig(accelerator="cpu")
 IMAGE_PX = 32
 
 
@@ -37,7 +39,7 @@ def trained(tmp_path_factory):
     with open_job_run_for_tests(root / "mlflow", rule="demo_classifier") as run:
         summary = train_demo_classifier(DEMO, IMAGE_PX, root / "out",
                                         DemoClassifierConfig(images_per_category=8, epochs=3, width=16, seed=0),
-                                        device="cpu", run=run)
+                                        CPU, root / "resume", run=run)
     return summary, root
 
 
@@ -80,8 +82,8 @@ def test_logs_the_accuracy_curve(trained):
 
 def test_same_seed_same_weights(tmp_path):
     settings = DemoClassifierConfig(images_per_category=1, epochs=1, width=4, seed=3)
-    train_demo_classifier(DEMO, 16, tmp_path / "a", settings, device="cpu")
-    train_demo_classifier(DEMO, 16, tmp_path / "b", settings, device="cpu")
+    train_demo_classifier(DEMO, 16, tmp_path / "a", settings, CPU, tmp_path / "resume-a")
+    train_demo_classifier(DEMO, 16, tmp_path / "b", settings, CPU, tmp_path / "resume-b")
     a = load_demo_classifier(tmp_path / "a").classifier.network.module.state_dict()
     b = load_demo_classifier(tmp_path / "b").classifier.network.module.state_dict()
     assert all(torch.equal(a[k], b[k]) for k in a)

@@ -22,7 +22,7 @@ from mindvis.checkpoints.safe_pickle import load_release_checkpoint
 from mindvis.demo.images import ATTRIBUTE_SIZES, category_table
 from mindvis.errors import CheckpointError
 from mindvis.models.ldm import ClassConditionedLdm, build_unet, build_vqvae
-from mindvis.training.common import checkpoint_dir
+from mindvis.training.runner import checkpoint_dir
 from mindvis.tracking import open_job_run_for_tests
 from mindvis.training.ldm_pretrain import normalize_latent_scale, quantize_with_losses, train_demo_ldm
 from tests.stage_b_helpers import TINY_LDM

@@ -26,7 +26,8 @@ from mindvis.data.datasets import (
 from mindvis.errors import ContractError
 from mindvis.models.mbm import MaskedBrainModel, MbmArchitecture, voxel_index
 from mindvis.tracking import open_job_run_for_tests
-from mindvis.training.common import checkpoint_dir, resume_checkpoint, warmup_cosine_factor, weight_decay_groups
+from mindvis.training.common import warmup_cosine_factor, weight_decay_groups
+from mindvis.training.runner import checkpoint_dir, resume_checkpoint
 from mindvis.training.stage_a import train_stage_a_finetune, train_stage_a_pretrain
 from tests.killed_jobs import kill_after_first_checkpoint, rerun_to_completion
 
