@@ -213,16 +213,6 @@ def training_resources(cfg: Config, rule: str) -> dict[str, Any]:
     return values
 
 
-def resume_dir(cfg: Config, rule: str, *parts: str) -> str:
-    """Where a training rule keeps its resume state: outside the declared outputs, so a failed job's rerun resumes."""
-    return str(Path(cfg.results_root, ".resume", rule, *parts))
-
-
-def launch_dir(cfg: Config) -> Path:
-    """Where multi-node training writes its srun call specs: under results_root, which every node must share."""
-    return Path(cfg.results_root, ".launch")
-
-
 def stage_a_pretrain_inputs(cfg: Config) -> list[str]:
     """fmri.npy + samples.parquet of every subject Stage A1 learns from (HCP, plus GOD train fMRI when enabled)."""
     datasets = ["HCP"] + (["GOD"] if cfg.stage_a.pretrain.include_god_train else [])
@@ -246,7 +236,7 @@ def stage_a_init(cfg: Config) -> list[str]:
     """
     if cfg.stage_a.pretrained is not None:
         return _existing(cfg.stage_a.pretrained)
-    return [str(Path(cfg.results_root, "stage_a", "pretrain", "model.safetensors"))]
+    return [paths.stage_a_pretrain_file(cfg.results_root, "model.safetensors")]
 
 
 def uses_demo_ldm(cfg: Config) -> bool:
@@ -295,7 +285,7 @@ def trains_demo_ldm(cfg: Config) -> bool:
 def demo_ldm_dir(cfg: Config) -> Path:
     """Where the demo's label2img-layout LDM is (model.ckpt + config.yaml + class_index.json + recipe.json): the
     shipped one when it fits the config, else ldm_pretrain's output directory."""
-    return shipped_demo_ldm(cfg) or Path(cfg.results_root, "ldm_pretrain")
+    return shipped_demo_ldm(cfg) or paths.demo_ldm_dir(cfg.results_root)
 
 
 def pretrained_ldm(cfg: Config) -> list[str]:
@@ -318,7 +308,7 @@ def stage_b_model(cfg: Config, dataset: str = "{dataset}", subject: str = "{subj
     stage_b_finetune output (stage_b.json). A configured file that does not exist is left out (as pretrained_ldm)."""
     if cfg.stage_b.finetuned is not None:
         return _existing(cfg.stage_b.finetuned)
-    return [str(Path(cfg.results_root, "stage_b", dataset, subject, "stage_b.json"))]
+    return [paths.stage_b_file(cfg.results_root, dataset, subject)]
 
 
 def ceilings_ldm(cfg: Config) -> list[str]:
@@ -348,7 +338,7 @@ def trains_demo_classifier(cfg: Config) -> bool:
 def demo_classifier_dir(cfg: Config) -> Path:
     """Where the demo classifier is (model.safetensors + config.json): the shipped one when it fits the config,
     else demo_classifier's output directory."""
-    return shipped_demo_classifier(cfg) or Path(cfg.results_root, "demo_classifier")
+    return shipped_demo_classifier(cfg) or paths.demo_classifier_dir(cfg.results_root)
 
 
 def n_way_classifier(cfg: Config) -> list[str]:
@@ -444,5 +434,5 @@ def final_outputs(cfg: Config) -> list[str]:
     if target_pairs:
         outputs += [paths.report_file(cfg.results_root, name) for name in paths.REPORT_FILES]
     elif cfg.stage_a.pretrained is None and "HCP" in cfg.datasets:
-        outputs.append(str(Path(cfg.results_root, "stage_a", "pretrain", "model.safetensors")))
+        outputs.append(paths.stage_a_pretrain_file(cfg.results_root, "model.safetensors"))
     return outputs

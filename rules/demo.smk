@@ -7,7 +7,7 @@ if CFG.demo:
         params:
             config_slice=plan.job_params(CFG, "demo_synthesize"),
         log:
-            f"{RESULTS}/logs/demo_synthesize.log",
+            paths.log_file(RESULTS, "demo_synthesize"),
         resources:
             **plan.resources(CFG, "demo_synthesize"),
         conda:

@@ -8,9 +8,9 @@ if plan.trains_demo_classifier(CFG):
             config=str(plan.demo_classifier_dir(CFG) / "config.json"),
         params:
             config_slice=plan.job_params(CFG, "demo_classifier"),
-            resume_dir=plan.resume_dir(CFG, "demo_classifier"),
+            resume_dir=paths.resume_dir(RESULTS, "demo_classifier"),
         log:
-            f"{RESULTS}/logs/demo_classifier.log",
+            paths.log_file(RESULTS, "demo_classifier"),
         threads: CFG.resources_for("demo_classifier").cpus_per_task
         resources:
             **plan.resources(CFG, "demo_classifier"),
@@ -36,7 +36,7 @@ rule generate:
     message:
         plan.requirement_message(CFG, "generate")
     log:
-        f"{RESULTS}/logs/generate/{{dataset}}/{{subject}}.log",
+        paths.log_file(RESULTS, "generate", "{dataset}", "{subject}"),
     threads: CFG.resources_for("generate").cpus_per_task
     resources:
         **plan.resources(CFG, "generate"),
@@ -60,7 +60,7 @@ rule ceilings:
     params:
         config_slice=plan.job_params(CFG, "ceilings"),
     log:
-        f"{RESULTS}/logs/ceilings/{{dataset}}/{{subject}}.log",
+        paths.log_file(RESULTS, "ceilings", "{dataset}", "{subject}"),
     threads: CFG.resources_for("ceilings").cpus_per_task
     resources:
         **plan.resources(CFG, "ceilings"),
@@ -95,7 +95,7 @@ rule evaluate:
     message:
         plan.requirement_message(CFG, "evaluate")
     log:
-        f"{RESULTS}/logs/evaluate/{{dataset}}/{{subject}}.log",
+        paths.log_file(RESULTS, "evaluate", "{dataset}", "{subject}"),
     threads: CFG.resources_for("evaluate").cpus_per_task
     resources:
         **plan.resources(CFG, "evaluate"),
@@ -120,7 +120,7 @@ rule report_summary:
         curves=report(paths.report_file(RESULTS, "curves"), caption="../report/captions/training_curves.rst",
                       category="3. Training"),
     log:
-        f"{RESULTS}/logs/report_summary.log",
+        paths.log_file(RESULTS, "report_summary"),
     conda:
         "../envs/torch.yaml"
     script:

@@ -9,7 +9,7 @@ rule preprocess_hcp:
     params:
         config_slice=plan.job_params(CFG, "preprocess_hcp"),
     log:
-        f"{RESULTS}/logs/preprocess_hcp/{{subject}}.log",
+        paths.log_file(RESULTS, "preprocess_hcp", "{subject}"),
     resources:
         **plan.resources(CFG, "preprocess_hcp"),
     conda:
@@ -26,7 +26,7 @@ rule preprocess_god:
     params:
         config_slice=plan.job_params(CFG, "preprocess_god"),
     log:
-        f"{RESULTS}/logs/preprocess_god/{{subject}}.log",
+        paths.log_file(RESULTS, "preprocess_god", "{subject}"),
     resources:
         **plan.resources(CFG, "preprocess_god"),
     conda:
@@ -43,7 +43,7 @@ rule preprocess_bold5000:
     params:
         config_slice=plan.job_params(CFG, "preprocess_bold5000"),
     log:
-        f"{RESULTS}/logs/preprocess_bold5000/{{subject}}.log",
+        paths.log_file(RESULTS, "preprocess_bold5000", "{subject}"),
     resources:
         **plan.resources(CFG, "preprocess_bold5000"),
     conda:

@@ -7,13 +7,13 @@ if CFG.stage_a.pretrained is None:
         input:
             plan.stage_a_pretrain_inputs(CFG),
         output:
-            model=f"{RESULTS}/stage_a/pretrain/model.safetensors",
-            config=f"{RESULTS}/stage_a/pretrain/config.json",
+            model=paths.stage_a_pretrain_file(RESULTS, "model.safetensors"),
+            config=paths.stage_a_pretrain_file(RESULTS, "config.json"),
         params:
             config_slice=plan.job_params(CFG, "stage_a_pretrain"),
-            resume_dir=plan.resume_dir(CFG, "stage_a_pretrain"),
+            resume_dir=paths.resume_dir(RESULTS, "stage_a_pretrain"),
         log:
-            f"{RESULTS}/logs/stage_a_pretrain.log",
+            paths.log_file(RESULTS, "stage_a_pretrain"),
         threads: CFG.resources_for("stage_a_pretrain").cpus_per_task
         resources:
             **plan.training_resources(CFG, "stage_a_pretrain"),
@@ -34,11 +34,11 @@ rule stage_a_finetune:
         dataset="GOD|BOLD5000",
     params:
         config_slice=plan.job_params(CFG, "stage_a_finetune"),
-        resume_dir=lambda wc: plan.resume_dir(CFG, "stage_a_finetune", wc.dataset, wc.subject),
+        resume_dir=lambda wc: paths.resume_dir(RESULTS, "stage_a_finetune", wc.dataset, wc.subject),
     message:
         plan.requirement_message(CFG, "stage_a_finetune")
     log:
-        f"{RESULTS}/logs/stage_a_finetune/{{dataset}}/{{subject}}.log",
+        paths.log_file(RESULTS, "stage_a_finetune", "{dataset}", "{subject}"),
     threads: CFG.resources_for("stage_a_finetune").cpus_per_task
     resources:
         **plan.training_resources(CFG, "stage_a_finetune"),

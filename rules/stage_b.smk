@@ -11,9 +11,9 @@ if plan.trains_demo_ldm(CFG):
             class_index=plan.ldm_class_index(CFG)[0],
         params:
             config_slice=plan.job_params(CFG, "ldm_pretrain"),
-            resume_dir=plan.resume_dir(CFG, "ldm_pretrain"),
+            resume_dir=paths.resume_dir(RESULTS, "ldm_pretrain"),
         log:
-            f"{RESULTS}/logs/ldm_pretrain.log",
+            paths.log_file(RESULTS, "ldm_pretrain"),
         threads: CFG.resources_for("ldm_pretrain").cpus_per_task
         resources:
             **plan.training_resources(CFG, "ldm_pretrain"),
@@ -31,16 +31,16 @@ if CFG.stage_b.finetuned is None:
             ldm=plan.pretrained_ldm(CFG),  # empty when missing: onstart names the key if this job is to run
             **paths.preprocessed(RESULTS, "samples", "fmri", "stimuli"),
         output:
-            model=f"{RESULTS}/stage_b/{{dataset}}/{{subject}}/stage_b.json",
+            model=paths.stage_b_file(RESULTS),
         wildcard_constraints:
             dataset="GOD|BOLD5000",
         params:
             config_slice=plan.job_params(CFG, "stage_b_finetune"),
-            resume_dir=lambda wc: plan.resume_dir(CFG, "stage_b_finetune", wc.dataset, wc.subject),
+            resume_dir=lambda wc: paths.resume_dir(RESULTS, "stage_b_finetune", wc.dataset, wc.subject),
         message:
             plan.requirement_message(CFG, "stage_b_finetune")  # None (the usual job listing) when all is there
         log:
-            f"{RESULTS}/logs/stage_b_finetune/{{dataset}}/{{subject}}.log",
+            paths.log_file(RESULTS, "stage_b_finetune", "{dataset}", "{subject}"),
         threads: CFG.resources_for("stage_b_finetune").cpus_per_task
         resources:
             **plan.training_resources(CFG, "stage_b_finetune"),

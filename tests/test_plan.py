@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from mindvis import plan
+from mindvis import paths, plan
 from mindvis.config import resolve
 from mindvis.config.build import to_dict
 from mindvis.errors import ConfigError
@@ -77,7 +77,7 @@ def test_dropping_a_dataset_changes_no_params():
 def test_a_job_config_is_its_params_plus_where_it_writes():
     cfg = job_config(plan.job_params(DEMO, "generate"), resolve({"results_root": "/r", "evaluation": {"n_trials": 3}}))
     assert cfg.stage_b.sampling == DEMO.stage_b.sampling and cfg.seed == 2022
-    assert plan.launch_dir(cfg) == Path("/r/.launch") and cfg.tracking.experiment == "mindvis"
+    assert paths.launch_dir(cfg.results_root) == Path("/r/.launch") and cfg.tracking.experiment == "mindvis"
     with pytest.raises(ConfigError, match="evaluation.n_trials"):
         int(cfg.evaluation.n_trials)
 

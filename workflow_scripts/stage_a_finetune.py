@@ -2,7 +2,7 @@
 
 from pathlib import Path
 
-from mindvis import plan
+from mindvis import paths
 from mindvis.training.launch import launch
 from mindvis.training.stage_a import train_stage_a_finetune
 from mindvis.workflow import job
@@ -12,4 +12,4 @@ with job(snakemake) as (cfg, run):  # noqa: F821 (snakemake is injected by the s
            {"subject_dir": Path(snakemake.input.samples).parent, "init_checkpoint": snakemake.input.init[0],  # noqa: F821
             "out_dir": Path(snakemake.output.model).parent, "cfg": cfg.stage_a,  # noqa: F821
             "resume_dir": snakemake.params.resume_dir, "dataset": snakemake.wildcards.dataset},  # noqa: F821
-           cfg.trainer, run, spec_dir=plan.launch_dir(cfg))
+           cfg.trainer, run, spec_dir=paths.launch_dir(cfg.results_root))

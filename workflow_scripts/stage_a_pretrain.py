@@ -2,14 +2,14 @@
 
 from pathlib import Path
 
-from mindvis import plan
+from mindvis import paths
 from mindvis.training.launch import launch
 from mindvis.training.stage_a import train_stage_a_pretrain
 from mindvis.workflow import job
 
 with job(snakemake) as (cfg, run):  # noqa: F821 (snakemake is injected by the script directive)
     launch(train_stage_a_pretrain,
-           {"inputs": sorted({str(Path(f).parent) for f in snakemake.input}),  # noqa: F821
+           {"inputs": paths.subject_dirs_by_dataset(snakemake.input),  # noqa: F821
             "out_dir": Path(snakemake.output.model).parent, "cfg": cfg.stage_a,  # noqa: F821
             "resume_dir": snakemake.params.resume_dir},  # noqa: F821
-           cfg.trainer, run, spec_dir=plan.launch_dir(cfg))
+           cfg.trainer, run, spec_dir=paths.launch_dir(cfg.results_root))

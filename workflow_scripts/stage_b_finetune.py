@@ -2,7 +2,7 @@
 
 from pathlib import Path
 
-from mindvis import plan
+from mindvis import paths
 from mindvis.training.launch import launch
 from mindvis.training.stage_b import train_stage_b
 from mindvis.workflow import job
@@ -14,4 +14,4 @@ with job(snakemake) as (cfg, run):  # noqa: F821 (snakemake is injected by the s
             "pretrained_ldm": inputs.ldm[0], "out_dir": Path(snakemake.output.model).parent,  # noqa: F821
             "cfg": cfg.stage_b, "resume_dir": snakemake.params.resume_dir,  # noqa: F821
             "dataset": snakemake.wildcards.dataset},  # noqa: F821
-           cfg.trainer, run, spec_dir=plan.launch_dir(cfg))
+           cfg.trainer, run, spec_dir=paths.launch_dir(cfg.results_root))

@@ -35,10 +35,11 @@ class RowSelection:
     rows: np.ndarray
 
 
-def select_pretrain_rows(subject: PreprocessedSubject, subject_dir: Path, include_god_train: bool) -> RowSelection:
-    """A1 rows: every `pretrain` row (HCP resting state), plus GOD `train` rows when `include_god_train`."""
+def select_pretrain_rows(subject: PreprocessedSubject, subject_dir: Path, with_train_rows: bool) -> RowSelection:
+    """A1 rows: every `pretrain` row (HCP resting state), plus the `train` rows when `with_train_rows` (GOD's
+    training fMRI, stage_a.pretrain.include_god_train)."""
     rows = subject.rows("pretrain")
-    if include_god_train and subject_dir.parent.name == "GOD":
+    if with_train_rows:
         rows = np.union1d(rows, subject.rows("train"))
     return RowSelection(subject_dir, subject.n_voxels, rows)
 

@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +27,7 @@ from mindvis.config.stage_a import StageAConfig, StageAFinetuneConfig, StageAPre
 from mindvis.data.datasets import (
     FmriDataModule,
     FmriRows,
+    RowSelection,
     model_voxel_count,
     read_selections,
     select_pretrain_rows,
@@ -165,13 +167,25 @@ def _fit(model: MaskedBrainModel, datamodule: FmriDataModule, settings: TrainSet
     return train(system, datamodule, plan, trainer_cfg, run, sizes=sizes, export=export)
 
 
-def train_stage_a_pretrain(inputs: Sequence[str | os.PathLike[str]], out_dir: str | os.PathLike[str],
+def pretrain_selections(inputs: Mapping[str, Sequence[str | os.PathLike[str]]], include_god_train: bool
+                        ) -> list[RowSelection]:
+    """A1's rows of every input subject (datasets in sorted order): `pretrain` rows, plus `train` rows of GOD
+    subjects when `include_god_train`."""
+    selections = []
+    for dataset, subject_dirs in sorted(inputs.items()):
+        with_train_rows = include_god_train and dataset == "GOD"
+        selections += read_selections(subject_dirs, partial(select_pretrain_rows, with_train_rows=with_train_rows))
+    return selections
+
+
+def train_stage_a_pretrain(inputs: Mapping[str, Sequence[str | os.PathLike[str]]], out_dir: str | os.PathLike[str],
                            cfg: StageAConfig, trainer_cfg: TrainerConfig, resume_dir: str | os.PathLike[str],
                            run: Any = None) -> dict[str, Any]:
     """A1: masked brain modeling from scratch on the `pretrain` rows of `inputs` (+ GOD `train` rows if enabled).
 
     Args:
-        inputs: preprocessed subject directories (contract), e.g. results/preprocessed/HCP/<subject>.
+        inputs: preprocessed subject directories (contract) by dataset, e.g. {"HCP": [".../HCP/100307", ...],
+            "GOD": [...]}; GOD subjects add their `train` rows when `pretrain.include_god_train`.
         out_dir: where model.safetensors + config.json are written.
         cfg: the resolved `stage_a` config section (model sizes, `pretrain` schedule).
         trainer_cfg: devices / nodes / strategy / precision.
@@ -183,7 +197,7 @@ def train_stage_a_pretrain(inputs: Sequence[str | os.PathLike[str]], out_dir: st
     settings = cfg.pretrain
     pl.seed_everything(settings.seed, workers=True, verbose=False)
     sizes = _model_sizes(cfg)
-    selections = read_selections(inputs, lambda s, d: select_pretrain_rows(s, d, settings.include_god_train))
+    selections = pretrain_selections(inputs, settings.include_god_train)
     arch = MbmArchitecture(num_voxels=model_voxel_count(selections, sizes["patch_size"]), **sizes)
     dataset = FmriRows(selections, arch.num_voxels, arch.patch_size)
     datamodule = FmriDataModule(dataset, settings.batch_size, settings.val_fraction, settings.seed,
@@ -191,10 +205,10 @@ def train_stage_a_pretrain(inputs: Sequence[str | os.PathLike[str]], out_dir: st
     log.info("Stage A1: %d samples from %d subjects, %d voxels -> %d tokens", len(dataset), len(selections),
              arch.num_voxels, arch.num_patches)
     model = MaskedBrainModel(arch)
-    job = {"stage": "A1", "inputs": [file_signature(p) for p in inputs], "cfg": asdict(cfg),
-           "trainer": asdict(trainer_cfg)}
+    job = {"stage": "A1", "inputs": {dataset: [file_signature(p) for p in dirs] for dataset, dirs in inputs.items()},
+           "cfg": asdict(cfg), "trainer": asdict(trainer_cfg)}
     return _fit(model, datamodule, settings, Path(out_dir), trainer_cfg, Path(resume_dir), job, run,
-                extra={"stage": "A1", "inputs": [str(p) for p in inputs]})
+                extra={"stage": "A1", "inputs": [str(p) for dirs in inputs.values() for p in dirs]})
 
 
 def train_stage_a_finetune(subject_dir: str | os.PathLike[str], init_checkpoint: str | os.PathLike[str],

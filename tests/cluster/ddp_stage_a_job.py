@@ -70,5 +70,5 @@ config_slice = plan.job_params(resolve(config), "stage_a_pretrain")  # what the 
 smk = SimpleNamespace(log=[str(results_root / "logs" / "stage_a_pretrain.log")], config=config,
                       params=SimpleNamespace(config_slice=config_slice), rule="stage_a_pretrain", wildcards={})
 with job(smk) as (cfg, run):
-    stage_a.train_stage_a_pretrain(subject_dirs, results_root / "stage_a" / "pretrain", cfg.stage_a, cfg.trainer,
-                                   results_root / ".resume" / "stage_a_pretrain", run=run)
+    stage_a.train_stage_a_pretrain({"HCP": subject_dirs}, results_root / "stage_a" / "pretrain", cfg.stage_a,
+                                   cfg.trainer, results_root / ".resume" / "stage_a_pretrain", run=run)

@@ -145,7 +145,7 @@ def test_pretrain_then_finetune_write_own_format_and_log_to_mlflow(contract, tmp
                                                           "lr": 2e-3}, finetune={"epochs": 2})
     out = tmp_path / "stage_a" / "pretrain"
     with open_job_run_for_tests(tmp_path / "mlruns") as run:
-        summary = train_stage_a_pretrain([*contract["hcp"], contract["god"]], out, cfg.stage_a,
+        summary = train_stage_a_pretrain({"HCP": contract["hcp"], "GOD": [contract["god"]]}, out, cfg.stage_a,
                                          cfg.trainer, tmp_path / ".resume" / "a1", run=run)
     assert summary["n_train"] + summary["n_val"] == 128 and summary["num_voxels"] == 176
     assert summary["global_step"] == 10 * int(np.ceil(summary["n_train"] / 16))
@@ -204,7 +204,7 @@ RUN_SCRIPT = textwrap.dedent("""
     cfg = config_module.resolve({"demo": True, "stage_a": {"pretrain": {
         "epochs": 20, "batch_size": 16, "val_fraction": 0.0, "checkpoint_every_n_steps": 4}}})
     inputs, out, resume = sys.argv[1:-2], Path(sys.argv[-2]), Path(sys.argv[-1])
-    summary = train_stage_a_pretrain(inputs, out, cfg.stage_a, cfg.trainer, resume)
+    summary = train_stage_a_pretrain({"HCP": inputs}, out, cfg.stage_a, cfg.trainer, resume)
     print("SUMMARY", summary["resumed_from_step"], summary["global_step"])
 """)
 
