@@ -31,8 +31,8 @@ from pathlib import Path
 
 import numpy as np
 
-from mindvis.data import hcp
-from mindvis.data.grayordinates import N_GRAYORDINATES, load_atlas
+from mindvis.preprocess import hcp
+from mindvis.preprocess.grayordinates import N_GRAYORDINATES, load_atlas
 from mindvis.demo.cifti import write_dense_series
 
 SUBJECT = "100206"
@@ -49,7 +49,7 @@ def high_water_kb():
     with open("/proc/self/status") as status:
         return next(int(line.split()[1]) for line in status if line.startswith("VmHWM:"))
 
-from mindvis.data import hcp
+from mindvis.preprocess import hcp
 imports_kb = high_water_kb()
 start = time.perf_counter()
 if sys.argv[1] == "job":

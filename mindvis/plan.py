@@ -32,11 +32,11 @@ def share_checkout_with_jobs(checkout: str | os.PathLike[str]) -> None:
 
 def _reader(dataset: str) -> Any:
     if dataset == "HCP":
-        from mindvis.data import hcp as reader
+        from mindvis.preprocess import hcp as reader
     elif dataset == "GOD":
-        from mindvis.data import god as reader
+        from mindvis.preprocess import god as reader
     else:
-        from mindvis.data import bold5000 as reader
+        from mindvis.preprocess import bold5000 as reader
     return reader
 
 

@@ -17,7 +17,8 @@ FORBIDDEN: dict[str, tuple[str, ...]] = {
     "evaluation": ("training", "workflow", "plan"),
     "models": ("training", "evaluation", "checkpoints", "data", "demo", "workflow", "plan"),
     "checkpoints": ("training", "evaluation", "workflow", "plan"),
-    "data": ("training", "evaluation", "workflow", "plan"),
+    "data": ("preprocess", "training", "evaluation", "workflow", "plan"),
+    "preprocess": ("models", "training", "evaluation", "checkpoints", "demo", "workflow", "plan"),
     "demo": ("training", "evaluation", "workflow", "plan"),
     "config": ("models", "training", "evaluation", "checkpoints", "data", "demo", "workflow", "plan"),
 }

@@ -2,7 +2,7 @@
 
 from pathlib import Path
 
-from mindvis.data import hcp
+from mindvis.preprocess import hcp
 from mindvis.workflow import job, log_preprocessed
 
 with job(snakemake) as (cfg, run):  # noqa: F821 (snakemake is injected by the script directive)

@@ -1,1 +1,3 @@
-"""Raw-format readers (one module per dataset), the preprocessed-data contract, and training datasets."""
+"""The preprocessed-data contract (what preprocessing writes and every stage reads), stimulus images, and the
+training datasets over it (fMRI rows for Stage A, fMRI-image pairs for Stage B). The raw datasets' readers that
+write the contract live in mindvis.preprocess."""

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 from nibabel import cifti2
 
-from mindvis.data.grayordinates import (
+from mindvis.preprocess.grayordinates import (
     CORTEX_STRUCTURES,
     STRUCTURES,
     SURFACE_VERTICES,

@@ -1,7 +1,7 @@
 """Demo HCP resting-state runs: CIFTI-2 dense series in the real 91282-grayordinate layout, TR 0.72 s.
 
 File: `HCP/<subject>/MNINonLinear/Results/rfMRI_<RUN>/rfMRI_<RUN>_Atlas_MSMAll_hp2000_clean.dtseries.nii`
-(layout: mindvis.data.grayordinates / mindvis.data.hcp; writer: mindvis.demo.cifti).
+(layout: mindvis.preprocess.grayordinates / mindvis.preprocess.hcp; writer: mindvis.demo.cifti).
 
 Each grayordinate's series is `mean + gain * fluctuation + noise`:
 - `mean`: a positive level around 10000, like the grand-mean-scaled HCP data, different per grayordinate;
@@ -31,9 +31,9 @@ from scipy.sparse.csgraph import connected_components, dijkstra
 from scipy.spatial import cKDTree
 
 from mindvis.config.data import DemoDataConfig
-from mindvis.data import grayordinates as go
+from mindvis.preprocess import grayordinates as go
 from mindvis.demo import cifti
-from mindvis.data.hcp import run_path
+from mindvis.preprocess.hcp import run_path
 from mindvis.demo.streams import stream
 
 log = logging.getLogger(__name__)

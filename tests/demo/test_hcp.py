@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from nibabel import cifti2
 
-from mindvis.data.grayordinates import N_GRAYORDINATES, STRUCTURES, visual_grayordinates
+from mindvis.preprocess.grayordinates import N_GRAYORDINATES, STRUCTURES, visual_grayordinates
 from mindvis.demo import hcp, synthesize
 
 

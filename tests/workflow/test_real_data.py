@@ -13,7 +13,7 @@ import pytest
 import yaml
 
 from mindvis.config.data import DemoBold5000Config, DemoDataConfig, DemoGodConfig, DemoHcpConfig
-from mindvis.data import hcp
+from mindvis.preprocess import hcp
 from mindvis.demo import synthesize
 from tests.stage_b_helpers import write_pretrained_ldm
 from tests.workflow.conftest import SMOKE_CONFIG, planned_jobs, snakemake

@@ -4,13 +4,13 @@ import numpy as np
 import pytest
 
 from mindvis.config.data import HcpPreprocessConfig
-from mindvis.data import hcp
+from mindvis.preprocess import hcp
 from mindvis.data.contract import read_subject
-from mindvis.data.grayordinates import visual_grayordinates
+from mindvis.preprocess.grayordinates import visual_grayordinates
 from mindvis.demo.cifti import write_dense_series
 from mindvis.errors import InputDataError
 from mindvis.preprocess.windows import window_means
-from tests.data.test_grayordinates import _glasser_dlabel
+from tests.preprocess.test_grayordinates import _glasser_dlabel
 
 N_FRAMES = 30
 SUBJECT = "100206"

@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from mindvis.data import bold5000
+from mindvis.preprocess import bold5000
 
 RAW_IMAGE_PX = 16  # GOD images_256.npz stand-in; the layout matters, not the size
 

@@ -6,8 +6,8 @@ import pytest
 from nibabel import cifti2
 
 from mindvis.config.data import HcpPreprocessConfig
-from mindvis.data import hcp
-from mindvis.data.grayordinates import visual_area_indices
+from mindvis.preprocess import hcp
+from mindvis.preprocess.grayordinates import visual_area_indices
 from mindvis.demo.cifti import standard_brain_models, write_dense_series
 from mindvis.errors import InputDataError
 

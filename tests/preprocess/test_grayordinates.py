@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 from nibabel import cifti2
 
-from mindvis.data import grayordinates as g
+from mindvis.preprocess import grayordinates as g
 from mindvis.demo import cifti
 from mindvis.errors import InputDataError
 

@@ -32,7 +32,7 @@ from nibabel.arrayproxy import ArrayProxy
 
 from mindvis.config.data import HcpPreprocessConfig
 from mindvis.data.contract import PreprocessedSubject, write_subject
-from mindvis.data.grayordinates import (
+from mindvis.preprocess.grayordinates import (
     VISUAL_AREAS,
     AtlasLabels,
     VisualGrayordinates,

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from tests.data.task_fixtures import image_mean_colours, rewrite_npz, unnormalised, write_god
+from tests.preprocess.task_fixtures import image_mean_colours, rewrite_npz, unnormalised, write_god
 
 from mindvis.config.data import GodPreprocessConfig
-from mindvis.data import god
+from mindvis.preprocess import god
 from mindvis.data.contract import read_subject
 from mindvis.errors import InputDataError
 

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from tests.data.task_fixtures import image_mean_colours, unnormalised, write_bold5000
+from tests.preprocess.task_fixtures import image_mean_colours, unnormalised, write_bold5000
 
 from mindvis.config.data import Bold5000PreprocessConfig
-from mindvis.data import bold5000
+from mindvis.preprocess import bold5000
 from mindvis.data.contract import read_subject
 from mindvis.errors import InputDataError
 
