@@ -263,16 +263,10 @@ def split_trials(trial_names: pd.Series, repeated: list[str]) -> tuple[list[str]
     return test_names, test_rows.astype(np.int64), np.flatnonzero(~is_test).astype(np.int64)
 
 
-def preprocess_subject(raw_root: str | os.PathLike[str], subject: str, cfg: Bold5000PreprocessConfig,
-                       image_size: int, out_dir: str | os.PathLike[str]) -> PreprocessedSubject:
-    """Preprocess one BOLD5000 subject into `out_dir` (samples, fmri, voxels, stimuli; written atomically).
-
-    Rows: training trials (chronological), averaged test images (repeated-list order), single test trials (grouped
-    by image in the same order). Raises InputDataError (and writes nothing) on any inconsistency of the raw files.
-    """
-    raw_root = Path(raw_root)
-    rois = tuple(cfg.rois)
-    _require_subject(raw_root, subject)
+def _read_trials(raw_root: Path, subject: str, rois: tuple[str, ...]
+                 ) -> tuple[pd.DataFrame, np.ndarray, pd.DataFrame, np.ndarray, np.ndarray]:
+    """The subject's trials (presentation lists), betas (trial, voxel) and voxel table, and the row indices of its
+    test trials (images of the repeated-stimuli list) and training trials; errors when they do not fit together."""
     trials = read_presentation_lists(raw_root, subject)
     betas, voxels = read_betas(raw_root, subject, rois)
     if len(trials) != betas.shape[0]:
@@ -290,25 +284,20 @@ def preprocess_subject(raw_root: str | os.PathLike[str], subject: str, cfg: Bold
     if train_rows.size == 0:
         raise InputDataError(f"{subject} has no training trials", path=raw_root / LISTS_DIR / subject, value=0,
                              expected="trials of images outside the repeated-stimuli list", hint=HINT_RELEASE)
-    images_by_name = _locate_images(raw_root, set(trials["stimulus_id"]))
+    return trials, betas, voxels, test_rows, train_rows
 
-    stats = fit_zscore(betas if cfg.normalization == "scalar" else betas[train_rows], cfg.normalization)
-    z = apply_zscore(betas, stats)
-    averaged, averaged_names, repeats = average_by_key(z[test_rows], trials["stimulus_id"].to_numpy()[test_rows])
-    keep = repeats > 1
-    if not keep.all():
-        log.info("%s: %d repeated stimuli were seen once; they appear as single trials only",
-                 subject, int((~keep).sum()))
-    averaged, averaged_names, repeats = averaged[keep], averaged_names[keep], repeats[keep]
 
+def _samples_table(trials: pd.DataFrame, train_rows: np.ndarray, test_rows: np.ndarray,
+                   averaged_names: np.ndarray, repeats: np.ndarray, image_set: dict[str, str]) -> pd.DataFrame:
+    """samples.parquet rows: training trials, averaged test images, single test trials (in that order);
+    `image_set` maps a stimulus to its image set (the category column)."""
     single = trials.assign(trial=np.arange(len(trials), dtype=np.int64))
     train_part = single.iloc[train_rows].assign(split="train", n_averaged=1)
     test_part = single.iloc[test_rows].assign(split="test", n_averaged=1)
     averaged_part = pd.DataFrame({"stimulus_id": averaged_names.astype(str), "split": "test", "n_averaged": repeats,
                                   "list_file": REPEATED_LIST.as_posix()})
     samples = pd.concat([train_part, averaged_part, test_part], ignore_index=True)
-    image_set = {name: path.parent.name for name, path in images_by_name.items()}
-    samples = pd.DataFrame({
+    return pd.DataFrame({
         "sample_id": np.arange(len(samples), dtype=np.int64),
         "split": samples["split"],
         "stimulus_id": samples["stimulus_id"],
@@ -320,6 +309,31 @@ def preprocess_subject(raw_root: str | os.PathLike[str], subject: str, cfg: Bold
         "run": samples["run"],
         "marked_repeat": samples["marked_repeat"].astype("boolean"),
     })
+
+
+def preprocess_subject(raw_root: str | os.PathLike[str], subject: str, cfg: Bold5000PreprocessConfig,
+                       image_size: int, out_dir: str | os.PathLike[str]) -> PreprocessedSubject:
+    """Preprocess one BOLD5000 subject into `out_dir` (samples, fmri, voxels, stimuli; written atomically).
+
+    Rows: training trials (chronological), averaged test images (repeated-list order), single test trials (grouped
+    by image in the same order). Raises InputDataError (and writes nothing) on any inconsistency of the raw files.
+    """
+    raw_root = Path(raw_root)
+    rois = tuple(cfg.rois)
+    _require_subject(raw_root, subject)
+    trials, betas, voxels, test_rows, train_rows = _read_trials(raw_root, subject, rois)
+    images_by_name = _locate_images(raw_root, set(trials["stimulus_id"]))
+
+    stats = fit_zscore(betas if cfg.normalization == "scalar" else betas[train_rows], cfg.normalization)
+    z = apply_zscore(betas, stats)
+    averaged, averaged_names, repeats = average_by_key(z[test_rows], trials["stimulus_id"].to_numpy()[test_rows])
+    keep = repeats > 1
+    if not keep.all():
+        log.info("%s: %d repeated stimuli were seen once; they appear as single trials only",
+                 subject, int((~keep).sum()))
+    averaged, averaged_names, repeats = averaged[keep], averaged_names[keep], repeats[keep]
+    samples = _samples_table(trials, train_rows, test_rows, averaged_names, repeats,
+                             {name: path.parent.name for name, path in images_by_name.items()})
     fmri = np.concatenate([z[train_rows], averaged, z[test_rows]])
     mean, std = stats.per_voxel(fmri.shape[1])
     voxels = voxels.assign(mean=mean, std=std)[["roi", "mean", "std", "hemisphere", "voxel_index"]]

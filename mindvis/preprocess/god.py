@@ -39,6 +39,7 @@ import zipfile
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -272,46 +273,71 @@ def _image_index(array: np.ndarray, key: str, path: Path, n_trials: int, n_image
     return index
 
 
-def read_subject_arrays(path: str | os.PathLike[str], roi: str, n_train_images: int,
-                        n_test_images: int) -> GodSubjectArrays:
-    """Read and check one sbj_<n>.npz, keeping the voxels of mask `roi` (only the arrays needed are read)."""
-    path = require_file(path, "GOD subject file", hint=HINT_RELEASE)
+def _open_archive(path: Path) -> Any:
+    """np.load of an .npz archive, or an InputDataError naming the file when it is not a readable archive."""
     try:
-        archive = np.load(path, allow_pickle=False)
+        return np.load(path, allow_pickle=False)
     except (zipfile.BadZipFile, EOFError, OSError, ValueError) as exc:
         raise InputDataError(f"cannot open the GOD subject file ({type(exc).__name__}: {exc})", path=path,
                              value=f"{path.stat().st_size} bytes", expected="a complete numpy .npz archive",
                              hint="the file is probably truncated or corrupt: download it again") from exc
-    with archive:
-        keys = set(archive.files)
-        missing = [k for k in REQUIRED_ARRAYS if k not in keys]
+
+
+def _roi_masks(archive: Any, path: Path, roi: str, n_voxels: int) -> dict[str, np.ndarray]:
+    """The subject file's boolean ROI masks over its `n_voxels` voxels, by name: `roi` among them (an error if it
+    is missing, not such a mask, or empty); other arrays that are not masks are skipped with a warning."""
+    mask_names = sorted(k for k in archive.files if not ARRAY_KEY_RE.match(k))
+    if roi not in mask_names:
+        raise InputDataError(f"ROI mask {roi!r} not in the GOD subject file", path=path, value=roi,
+                             expected=f"one of the masks {mask_names}",
+                             hint="set preprocess.god.roi in config.yaml to one of them")
+    masks = {}
+    for name in mask_names:
+        mask = _read_array(archive, name, path)
+        if mask.shape != (n_voxels,) or not (mask.dtype == bool or np.isin(mask, (0, 1)).all()):
+            if name == roi:
+                raise InputDataError(f"ROI mask {roi!r} is not a boolean vector over the voxels", path=path,
+                                     value=f"{mask.dtype} {mask.shape}",
+                                     expected=f"bool ({n_voxels},), one entry per column of {TRAIN_FMRI}",
+                                     hint=HINT_RELEASE)
+            log.warning("%s: ignoring %r, not a boolean mask over %d voxels", path.name, name, n_voxels)
+            continue
+        masks[name] = mask.astype(bool)
+    if not masks[roi].any():
+        raise InputDataError(f"ROI mask {roi!r} selects no voxel", path=path, value=0,
+                             expected="at least one voxel", hint="choose another preprocess.god.roi")
+    return masks
+
+
+def _voxel_table(archive: Any, path: Path, masks: dict[str, np.ndarray], roi: str) -> pd.DataFrame:
+    """voxels.parquet of the `roi` voxels: index in the subject file, finest ROI, and the per-voxel noise ceiling
+    and SNR where the file has them."""
+    selected = masks[roi]
+    voxels = pd.DataFrame({"voxel_index": np.flatnonzero(selected).astype(np.int64),
+                           "roi": finest_roi(masks, selected, roi)})
+    for key, column in ((NOISE_CEILING, "noise_ceiling"), (SNR, "snr")):
+        if key in archive.files:
+            values = _read_array(archive, key, path)
+            if values.shape == selected.shape and np.issubdtype(values.dtype, np.number):
+                voxels[column] = values[selected].astype(np.float64)
+    return voxels
+
+
+def read_subject_arrays(path: str | os.PathLike[str], roi: str, n_train_images: int,
+                        n_test_images: int) -> GodSubjectArrays:
+    """Read and check one sbj_<n>.npz, keeping the voxels of mask `roi` (only the arrays needed are read)."""
+    path = require_file(path, "GOD subject file", hint=HINT_RELEASE)
+    with _open_archive(path) as archive:
+        missing = [k for k in REQUIRED_ARRAYS if k not in archive.files]
         if missing:
             raise InputDataError("GOD subject file lacks required arrays", path=path, value=missing,
-                                 expected=f"arrays {list(REQUIRED_ARRAYS)} (found {sorted(keys)})", hint=HINT_RELEASE)
-        mask_names = sorted(k for k in keys if not ARRAY_KEY_RE.match(k))
-        if roi not in mask_names:
-            raise InputDataError(f"ROI mask {roi!r} not in the GOD subject file", path=path, value=roi,
-                                 expected=f"one of the masks {mask_names}",
-                                 hint="set preprocess.god.roi in config.yaml to one of them")
+                                 expected=f"arrays {list(REQUIRED_ARRAYS)} (found {sorted(archive.files)})",
+                                 hint=HINT_RELEASE)
         train_all = _read_array(archive, TRAIN_FMRI, path)
         n_voxels_all = train_all.shape[1] if train_all.ndim == 2 else 0
         train_all = _fmri_matrix(train_all, TRAIN_FMRI, path, n_voxels_all, "training trials")
-        masks = {}
-        for name in mask_names:
-            mask = _read_array(archive, name, path)
-            if mask.shape != (n_voxels_all,) or not (mask.dtype == bool or np.isin(mask, (0, 1)).all()):
-                if name == roi:
-                    raise InputDataError(f"ROI mask {roi!r} is not a boolean vector over the voxels", path=path,
-                                         value=f"{mask.dtype} {mask.shape}",
-                                         expected=f"bool ({n_voxels_all},), one entry per column of {TRAIN_FMRI}",
-                                         hint=HINT_RELEASE)
-                log.warning("%s: ignoring %r, not a boolean mask over %d voxels", path.name, name, n_voxels_all)
-                continue
-            masks[name] = mask.astype(bool)
+        masks = _roi_masks(archive, path, roi, n_voxels_all)
         selected = masks[roi]
-        if not selected.any():
-            raise InputDataError(f"ROI mask {roi!r} selects no voxel", path=path, value=int(selected.sum()),
-                                 expected="at least one voxel", hint="choose another preprocess.god.roi")
         train = train_all[:, selected]
         del train_all
         test_trials = _fmri_matrix(_read_array(archive, TEST_TRIALS, path), TEST_TRIALS, path, n_voxels_all,
@@ -322,13 +348,7 @@ def read_subject_arrays(path: str | os.PathLike[str], roi: str, n_train_images: 
                                    train.shape[0], n_train_images, "training images")
         test_index = _image_index(_read_array(archive, TEST_IMAGE_INDEX, path), TEST_IMAGE_INDEX, path,
                                   test_trials.shape[0], n_test_images, "test images")
-        voxels = pd.DataFrame({"voxel_index": np.flatnonzero(selected).astype(np.int64),
-                               "roi": finest_roi(masks, selected, roi)})
-        for key, column in ((NOISE_CEILING, "noise_ceiling"), (SNR, "snr")):
-            if key in keys:
-                values = _read_array(archive, key, path)
-                if values.shape == (n_voxels_all,) and np.issubdtype(values.dtype, np.number):
-                    voxels[column] = values[selected].astype(np.float64)
+        voxels = _voxel_table(archive, path, masks, roi)
     if test_averaged.shape[0] != n_test_images:
         raise InputDataError(f"{TEST_AVERAGED} must hold one averaged row per test image", path=path,
                              value=test_averaged.shape[0], expected=f"{n_test_images} rows (test images)",
@@ -374,6 +394,38 @@ def _check_labels_match_images(labels: list[ImageLabel], n_images: int, labels_p
                              hint="label csv files and images_256.npz must come from the same release")
 
 
+def _read_labels(folder: Path, images_path: Path) -> tuple[list[ImageLabel], list[ImageLabel]]:
+    """The training and test image labels, checked against the image archive (one row per image, unique ids)."""
+    class_index = read_class_index(folder / CLASS_INDEX_FILE)
+    train_labels = read_image_labels(folder / TRAIN_LABELS_FILE, class_index, "training image labels")
+    test_labels = read_image_labels(folder / TEST_LABELS_FILE, class_index, "test image labels")
+    for labels, file, key in ((train_labels, TRAIN_LABELS_FILE, TRAIN_IMAGES_KEY),
+                              (test_labels, TEST_LABELS_FILE, TEST_IMAGES_KEY)):
+        _check_labels_match_images(labels, npz_array_shape(images_path, key, "GOD image archive")[0], folder / file,
+                                   key)
+    ids = [label.stimulus_id for label in train_labels + test_labels]
+    if len(set(ids)) != len(ids):
+        duplicated = sorted({i for i in ids if ids.count(i) > 1})
+        raise InputDataError("stimulus ids of the label files are not unique", path=folder / TRAIN_LABELS_FILE,
+                             value=duplicated[:5], expected="one distinct GOD stimulus id per image", hint=HINT_RELEASE)
+    return train_labels, test_labels
+
+
+def _read_stimuli(images_path: Path, train_rows: np.ndarray, train_labels: list[ImageLabel],
+                  test_labels: list[ImageLabel], image_size: int) -> Stimuli:
+    """The subject's stimuli at `image_size` px: the training images at `train_rows` (those it saw), then every
+    test image, read row by row from the archive."""
+    test_rows = np.arange(len(test_labels))
+    images = np.empty((len(train_rows) + len(test_rows), image_size, image_size, 3), dtype=np.uint8)
+    read_npz_image_rows(images_path, TRAIN_IMAGES_KEY, train_rows, image_size, "GOD image archive",
+                        out=images[:len(train_rows)])
+    read_npz_image_rows(images_path, TEST_IMAGES_KEY, test_rows, image_size, "GOD image archive",
+                        out=images[len(train_rows):])
+    stimulus_id = np.array([train_labels[i].stimulus_id for i in train_rows]
+                           + [test_labels[i].stimulus_id for i in test_rows], dtype=str)
+    return Stimuli(images=images, stimulus_id=stimulus_id)
+
+
 def preprocess_subject(raw_root: str | os.PathLike[str], subject: str, cfg: GodPreprocessConfig, image_size: int,
                        out_dir: str | os.PathLike[str]) -> PreprocessedSubject:
     """Preprocess one GOD subject into `out_dir` (samples, fmri, voxels, stimuli; written atomically).
@@ -388,23 +440,11 @@ def preprocess_subject(raw_root: str | os.PathLike[str], subject: str, cfg: GodP
         The subject as written. Raises InputDataError (and writes nothing) on any inconsistency of the raw files.
     """
     raw_root = Path(raw_root)
-    folder = raw_root / GOD_DIR
     sbj_path = _require_subject(raw_root, subject)
-    images_path = require_file(folder / IMAGES_FILE, "GOD image archive", hint=HINT_RELEASE)
-    class_index = read_class_index(folder / CLASS_INDEX_FILE)
-    train_labels = read_image_labels(folder / TRAIN_LABELS_FILE, class_index, "training image labels")
-    test_labels = read_image_labels(folder / TEST_LABELS_FILE, class_index, "test image labels")
-    n_train_images = npz_array_shape(images_path, TRAIN_IMAGES_KEY, "GOD image archive")[0]
-    n_test_images = npz_array_shape(images_path, TEST_IMAGES_KEY, "GOD image archive")[0]
-    _check_labels_match_images(train_labels, n_train_images, folder / TRAIN_LABELS_FILE, TRAIN_IMAGES_KEY)
-    _check_labels_match_images(test_labels, n_test_images, folder / TEST_LABELS_FILE, TEST_IMAGES_KEY)
-    ids = [label.stimulus_id for label in train_labels + test_labels]
-    if len(set(ids)) != len(ids):
-        duplicated = sorted({i for i in ids if ids.count(i) > 1})
-        raise InputDataError("stimulus ids of the label files are not unique", path=folder / TRAIN_LABELS_FILE,
-                             value=duplicated[:5], expected="one distinct GOD stimulus id per image", hint=HINT_RELEASE)
-
-    arrays = read_subject_arrays(sbj_path, cfg.roi, n_train_images, n_test_images)
+    images_path = require_file(raw_root / GOD_DIR / IMAGES_FILE, "GOD image archive", hint=HINT_RELEASE)
+    train_labels, test_labels = _read_labels(raw_root / GOD_DIR, images_path)
+    n_test_images = len(test_labels)
+    arrays = read_subject_arrays(sbj_path, cfg.roi, len(train_labels), n_test_images)
     repeats = np.bincount(arrays.test_image_index, minlength=n_test_images)
     if (repeats == 0).any():
         raise InputDataError(f"test images without any single trial in {TEST_IMAGE_INDEX}", path=sbj_path,
@@ -418,19 +458,9 @@ def preprocess_subject(raw_root: str | os.PathLike[str], subject: str, cfg: GodP
     mean, std = stats.per_voxel(fmri.shape[1])
     voxels = arrays.voxels.assign(mean=mean, std=std)[["roi", "mean", "std", *arrays.voxels.columns.drop("roi")]]
     samples = _samples(arrays, train_labels, test_labels, repeats, (GOD_DIR / sbj_path.name).as_posix())
-
-    train_rows = np.unique(arrays.train_image_index)
-    test_rows = np.arange(n_test_images)
-    images = np.empty((len(train_rows) + len(test_rows), image_size, image_size, 3), dtype=np.uint8)
-    read_npz_image_rows(images_path, TRAIN_IMAGES_KEY, train_rows, image_size, "GOD image archive",
-                        out=images[:len(train_rows)])
-    read_npz_image_rows(images_path, TEST_IMAGES_KEY, test_rows, image_size, "GOD image archive",
-                        out=images[len(train_rows):])
-    stimulus_id = np.array([train_labels[i].stimulus_id for i in train_rows]
-                           + [test_labels[i].stimulus_id for i in test_rows], dtype=str)
-
+    stimuli = _read_stimuli(images_path, np.unique(arrays.train_image_index), train_labels, test_labels, image_size)
     subject_data = PreprocessedSubject(samples=samples, fmri=fmri, voxels=voxels,
-                                       stimuli=Stimuli(images=images, stimulus_id=stimulus_id))
+                                       stimuli=stimuli)
     write_subject(out_dir, subject_data)
     log.info("GOD %s: %d train, %d averaged test (%s trials each), %d single test trials; %d %s voxels; "
              "%s z-score fitted on the training trials", subject, len(arrays.train), n_test_images,
