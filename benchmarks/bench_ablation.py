@@ -32,8 +32,9 @@ import torch
 from mindvis import plan
 from mindvis.checkpoints.stage_a import load_mbm, save_mbm
 from mindvis.config import load
-from mindvis.evaluation.evaluate import MINDVIS, PER_IMAGE_FILE, evaluate_subject
-from mindvis.evaluation.generation import SAMPLES_FILE, generate_subject
+from mindvis.evaluation.evaluate import EvaluationOutputs, evaluate_subject
+from mindvis.evaluation.generation import GenerationOutputs, generate_subject
+from mindvis.evaluation.scoring import MINDVIS
 from mindvis.models.mbm import MaskedBrainModel
 from mindvis.training.stage_a import train_stage_a_finetune
 from mindvis.training.stage_b import train_stage_b
@@ -58,9 +59,11 @@ def decode(init: Path, subject_dir: Path, work: Path, cfg, classifier: Path | No
                            dataset=dataset)
     train_stage_b(subject_dir, work / "a2", plan.pretrained_ldm(cfg)[0], work / "stage_b", cfg.stage_b, cfg.trainer,
                   work / "resume_b", dataset=dataset)
-    generate_subject(work / "stage_b", subject_dir, work / "eval", cfg.stage_b.sampling, cfg.seed, "cpu")
-    evaluate_subject(work / "eval" / SAMPLES_FILE, subject_dir, work / "scores", cfg.evaluation, classifier)
-    table = pd.read_csv(work / "scores" / PER_IMAGE_FILE)
+    generated, scores = GenerationOutputs.in_dir(work / "eval"), EvaluationOutputs.in_dir(work / "scores")
+    generate_subject(work / "stage_b", subject_dir, generated, cfg.stage_b.sampling, cfg.seed, "cpu")
+    evaluate_subject(generated.samples, subject_dir, scores, cfg.evaluation, dataset=dataset,
+                     subject=subject_dir.name, classifier_path=classifier)
+    table = pd.read_csv(scores.per_image)
     return table[table["method"] == MINDVIS].groupby("item")[list(METRICS)].mean()
 
 

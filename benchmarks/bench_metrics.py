@@ -25,8 +25,9 @@ from skimage.metrics import structural_similarity
 from mindvis.config.evaluation import EvaluationConfig
 from mindvis.evaluation.baselines import ridge_pixel_baseline, ridge_retrieval_baseline
 from mindvis.evaluation.fid import frechet_distance
-from mindvis.evaluation.metrics import evaluate_all, nway_top1, ssim_matrix
+from mindvis.evaluation.metrics import nway_top1, ssim_matrix
 from mindvis.evaluation.networks import MetricNetworks
+from mindvis.evaluation.scoring import evaluate_all
 
 
 def timed(fn, *args, **kwargs) -> tuple[object, float]:

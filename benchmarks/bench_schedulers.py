@@ -42,9 +42,9 @@ import numpy as np
 import torch
 
 from mindvis.config.evaluation import EvaluationConfig
-from mindvis.evaluation.evaluate import classifier_config, effective_n_way, load_classifier
-from mindvis.evaluation.metrics import per_image_table
+from mindvis.evaluation.inputs import classifier_config, effective_n_way, load_classifier
 from mindvis.evaluation.metrics import pixcorr, ssim_gray
+from mindvis.evaluation.scoring import per_image_table
 from mindvis.devices import resolve_device
 from mindvis.evaluation.networks import load_networks
 from mindvis.models.sampling import generate

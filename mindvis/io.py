@@ -49,17 +49,41 @@ def atomic_directory(final: str | os.PathLike[str]) -> Iterator[Path]:
         yield tmp
         final.mkdir(parents=True, exist_ok=True)
         for item in sorted(tmp.iterdir()):
-            target = final / item.name
-            if target.is_dir() and not item.is_dir():
-                shutil.rmtree(target)
-            if item.is_dir():
-                if target.exists():
-                    shutil.rmtree(target)
-                shutil.move(str(item), target)
-            else:
-                os.replace(item, target)
+            _move_into_place(item, final / item.name)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def atomic_outputs(*finals: str | os.PathLike[str]) -> Iterator[tuple[Path, ...]]:
+    """Yield a temporary path for each of `finals`; move them all into place only if the block succeeds.
+
+    For a job with several named outputs (anywhere, not one folder). Each temporary path has its final's name (numpy
+    and pyarrow pick formats by suffix), in a hidden folder beside the final; the block writes it as a file or makes
+    it a directory (which then replaces a final directory as a whole). Nothing is moved before the block has written
+    everything, so a failure leaves every final untouched and no temporary file behind.
+    """
+    targets = [Path(final) for final in finals]
+    staging: list[Path] = []
+    try:
+        for final in targets:
+            final.parent.mkdir(parents=True, exist_ok=True)
+            staging.append(Path(tempfile.mkdtemp(prefix=f".{final.name}.", dir=final.parent)))
+        yield tuple(folder / final.name for folder, final in zip(staging, targets, strict=True))
+        for folder, final in zip(staging, targets, strict=True):
+            _move_into_place(folder / final.name, final)
+    finally:
+        for folder in staging:
+            shutil.rmtree(folder, ignore_errors=True)
+
+
+def _move_into_place(item: Path, target: Path) -> None:
+    """Replace `target` (a file, a directory or nothing) by `item`, a file or a whole directory on its file system."""
+    if target.is_dir():
+        shutil.rmtree(target)
+    elif item.is_dir() and target.exists():
+        target.unlink()  # os.replace cannot put a directory over a file
+    os.replace(item, target)
 
 
 def require_file(path: str | os.PathLike[str], what: str, hint: str | None = None) -> Path:

@@ -2,12 +2,13 @@
 
 from pathlib import Path
 
-from mindvis.evaluation.evaluate import evaluate_subject
+from mindvis.evaluation.evaluate import EvaluationOutputs, evaluate_subject
 from mindvis.workflow import job
 
 with job(snakemake) as (cfg, run):  # noqa: F821 (snakemake is injected by the script directive)
-    classifier = snakemake.input.classifier  # noqa: F821
-    evaluate_subject(snakemake.input.generated, Path(snakemake.input.samples).parent,  # noqa: F821
-                     Path(snakemake.output.metrics).parent, cfg.evaluation,  # noqa: F821
-                     classifier[0] if classifier else None,
-                     ceilings_npz=snakemake.input.ceilings, run=run)  # noqa: F821
+    inputs, out, wildcards = snakemake.input, snakemake.output, snakemake.wildcards  # noqa: F821
+    outputs = EvaluationOutputs(Path(out.metrics), Path(out.per_image), Path(out.comparison), Path(out.chart))
+    evaluate_subject(inputs.generated, Path(inputs.samples).parent, outputs, cfg.evaluation,
+                     dataset=wildcards.dataset, subject=wildcards.subject,
+                     classifier_path=inputs.classifier[0] if inputs.classifier else None,
+                     ceilings_npz=inputs.ceilings, run=run)

@@ -2,10 +2,11 @@
 
 from pathlib import Path
 
-from mindvis.evaluation.generation import generate_subject
+from mindvis.evaluation.generation import GenerationOutputs, generate_subject
 from mindvis.workflow import job
 
 with job(snakemake) as (cfg, run):  # noqa: F821 (snakemake is injected by the script directive)
-    generate_subject(snakemake.input.model[0], Path(snakemake.input.samples).parent,  # noqa: F821
-                     Path(snakemake.output.samples).parent, cfg.stage_b.sampling, cfg.seed,  # noqa: F821
-                     cfg.evaluation.device, run=run)
+    inputs, out = snakemake.input, snakemake.output  # noqa: F821
+    generate_subject(inputs.model[0], Path(inputs.samples).parent,
+                     GenerationOutputs(Path(out.samples), Path(out.images), Path(out.grid)),
+                     cfg.stage_b.sampling, cfg.seed, cfg.evaluation.device, run=run)

@@ -5,10 +5,10 @@
     classifier's logits), then the candidate image (by default a training stimulus) whose features correlate
     best with the prediction is the reconstruction.
 
-Both return (N, 1, H, W, 3) uint8 arrays, like the model's samples, so `evaluate_all` applies unchanged. The ridge
-penalty is chosen by K-fold cross-validation on the training split (grouped by stimulus when groups are given, so
-repeats of one image never sit on both sides of a fold) and solved in closed form for every penalty at once from
-one eigendecomposition per fold.
+Both return (N, 1, H, W, 3) uint8 arrays, like the model's samples, so mindvis.evaluation.scoring applies
+unchanged. The ridge penalty is chosen by K-fold cross-validation on the training split (grouped by stimulus when
+groups are given, so repeats of one image never sit on both sides of a fold) and solved in closed form for every
+penalty at once from one eigendecomposition per fold.
 """
 
 from __future__ import annotations

@@ -26,7 +26,7 @@ import logging
 import os
 import re
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -42,8 +42,7 @@ from mindvis.data.contract import read_subject
 from mindvis.errors import InputDataError
 from mindvis.devices import resolve_device
 from mindvis.models.sampling import LatentImagePipeline, to_model_range, to_uint8
-from mindvis.paths import EVAL_FILES
-from mindvis.io import atomic_directory
+from mindvis.io import atomic_path
 
 log = logging.getLogger(__name__)
 
@@ -128,32 +127,7 @@ def class_conditioned_samples(ldm: PretrainedLdm, classes: np.ndarray, items: np
                     sampling.batch_size)
 
 
-def stage_scores(score: Callable[[np.ndarray, np.ndarray], dict[str, float]], ground_truth: np.ndarray,
-                 stages: dict[str, tuple[np.ndarray, np.ndarray]]) -> dict[str, dict[str, Any]]:
-    """Score each stage's images against their ground truths.
-
-    Args:
-        score: (reconstructions (M, K, H, W, 3), ground truths (M, H, W, 3)) -> {metric: value}.
-        ground_truth: uint8 (N, H, W, 3), the test images.
-        stages: stage name -> (rows (M,) of the test images it covers, reconstructions (M, K, H, W, 3)).
-    Returns:
-        {stage: {metric: value, ..., "n_images": M}} in STAGES order (stages covering no image are left out).
-    """
-    result = {}
-    for name in STAGES:
-        if name not in stages:
-            continue
-        rows, recons = stages[name]
-        if len(rows) == 0:
-            continue
-        result[name] = {**score(recons, ground_truth[rows]), "n_images": int(len(rows))}
-    return result
-
-
 # ------------------------------------------------------------------------------------------ the ceilings job
-
-CEILINGS_FILE = EVAL_FILES["ceilings"]
-
 
 def subject_wnids(subject_dir: str | os.PathLike[str], stimulus_ids: np.ndarray) -> list[str | None]:
     """The wnid of each test stimulus: samples.parquet's `wnid` column (GOD) where it has one, else the ImageNet file
@@ -190,37 +164,46 @@ def write_ceiling_images(samples_npz: str | os.PathLike[str], subject_dir: str |
     device = resolve_device(str(device))
     generated = np.load(samples_npz)
     ground_truth, stimulus_ids = generated["ground_truth"], generated["stimulus_id"].astype(str)
-    size, k = ground_truth.shape[1], sampling.n_samples
+    size = ground_truth.shape[1]
     # Stage B keeps the pretrained LDM's first stage frozen: read it from the LDM when that is loaded anyway (one
     # checkpoint read instead of two, each ~2 GB on real data), from the Stage B model otherwise.
     ldm = load_pretrained_ldm(pretrained_ldm, image_size=size) if pretrained_ldm is not None else None
     vqvae = ldm.vqvae if ldm is not None else load_stage_b(stage_b_path).vqvae
     first_stage = first_stage_reconstructions(vqvae, ground_truth, device=device)[:, None]
-    rows, conditioned = np.zeros(0, dtype=np.int64), np.zeros((0, k, size, size, 3), dtype=np.uint8)
-    skipped: dict[str, str] = {}
-    if ldm is None:
-        skipped["class_conditioned"] = "no pretrained LDM (stage_b.finetuned without stage_b.pretrained_ldm)"
-    elif class_index is None:
-        skipped["class_conditioned"] = ("no LDM class index: set evaluation.ldm_class_index to the LDM's "
-                                        "imagenet_class_index.json")
-    else:
-        n_classes = 0 if ldm.class_embedding is None else len(ldm.class_embedding)
-        classes = ldm_classes(subject_wnids(subject_dir, stimulus_ids), read_class_index(class_index), n_classes)
-        rows = np.flatnonzero(classes >= 0)
-        if len(rows) == 0:
-            skipped["class_conditioned"] = "no test image's category is one of the LDM's classes"
-        else:
-            log.info("class-conditioned samples of %d / %d test images (%s, %d steps)", len(rows), len(classes),
-                     sampling.scheduler, sampling.steps)
-            conditioned = class_conditioned_samples(ldm, classes[rows], rows, sampling, seed, device)
-    out_path = Path(out_path)
-    with atomic_directory(out_path.parent) as tmp:
-        np.savez(tmp / out_path.name, first_stage=first_stage, class_conditioned=conditioned, class_rows=rows,
+    rows, conditioned, skipped = _class_conditioned_stage(ldm, class_index, subject_dir, stimulus_ids, size,
+                                                          sampling, seed, device)
+    with atomic_path(out_path) as tmp:
+        np.savez(tmp, first_stage=first_stage, class_conditioned=conditioned, class_rows=rows,
                  skipped=json.dumps(skipped))
     summary = {"n_test": len(ground_truth), "n_class_conditioned": len(rows), "skipped": skipped,
                "seconds": round(time.perf_counter() - started, 2)}
     log.info("ceiling images written to %s: %s", out_path, summary)
     return summary
+
+
+def _class_conditioned_stage(ldm: PretrainedLdm | None, class_index: str | os.PathLike[str] | None,
+                             subject_dir: str | os.PathLike[str], stimulus_ids: np.ndarray, size: int,
+                             sampling: SamplingConfig, seed: int, device: torch.device
+                             ) -> tuple[np.ndarray, np.ndarray, dict[str, str]]:
+    """write_ceiling_images' class_conditioned stage: (test rows (M,) int64, their samples uint8 (M, K, size, size,
+    3), {stage: reason skipped}); M = 0, with the reason, without an LDM, a class index or a test image of its classes.
+    """
+    rows = np.zeros(0, dtype=np.int64)
+    none = np.zeros((0, sampling.n_samples, size, size, 3), dtype=np.uint8)
+    if ldm is None:
+        return rows, none, {"class_conditioned": "no pretrained LDM (stage_b.finetuned without "
+                                                 "stage_b.pretrained_ldm)"}
+    if class_index is None:
+        return rows, none, {"class_conditioned": "no LDM class index: set evaluation.ldm_class_index to the LDM's "
+                                                 "imagenet_class_index.json"}
+    n_classes = 0 if ldm.class_embedding is None else len(ldm.class_embedding)
+    classes = ldm_classes(subject_wnids(subject_dir, stimulus_ids), read_class_index(class_index), n_classes)
+    rows = np.flatnonzero(classes >= 0)
+    if len(rows) == 0:
+        return rows, none, {"class_conditioned": "no test image's category is one of the LDM's classes"}
+    log.info("class-conditioned samples of %d / %d test images (%s, %d steps)", len(rows), len(classes),
+             sampling.scheduler, sampling.steps)
+    return rows, class_conditioned_samples(ldm, classes[rows], rows, sampling, seed, device), {}
 
 
 def read_ceiling_images(path: str | os.PathLike[str], n_test: int

@@ -1,6 +1,7 @@
 """Generation job: images from a subject's averaged test fMRI with a Stage-B model, written for evaluation.
 
-`generate_subject` is what the workflow's `generate` rule calls. Outputs (written together, atomically):
+`generate_subject` is what the workflow's `generate` rule calls. It writes the three outputs of `GenerationOutputs`
+(together, atomically):
     samples.npz   samples uint8 (N, K, H, W, 3), ground_truth uint8 (N, H, W, 3), stimulus_id str (N,),
                   sample_id int64 (N,) (the contract's sample_id of each averaged test row)
     samples/      <stimulus_id>_<k>.png, one file per generated image
@@ -13,6 +14,7 @@ import logging
 import os
 import re
 import time
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
@@ -27,15 +29,42 @@ from mindvis.data.pairs import averaged_test_rows
 from mindvis.devices import resolve_device
 from mindvis.figures import sample_grid
 from mindvis.models.sampling import generate
-from mindvis.io import atomic_directory
+from mindvis.io import atomic_outputs
 from mindvis.paths import EVAL_FILES
 
 log = logging.getLogger(__name__)
 
-SAMPLES_FILE = EVAL_FILES["samples"]
-SAMPLES_DIR = EVAL_FILES["images"]
-GRID_FILE = EVAL_FILES["grid"]
 _UNSAFE_FILENAME = re.compile(r"[^A-Za-z0-9._-]+")
+
+
+@dataclass(frozen=True)
+class GenerationOutputs:
+    """Where generate_subject writes (the generate rule's outputs, same names; contents in the module docstring)."""
+
+    samples: Path
+    images: Path
+    grid: Path
+
+    @classmethod
+    def in_dir(cls, directory: str | os.PathLike[str]) -> GenerationOutputs:
+        """The workflow's file names (mindvis.paths.EVAL_FILES) in `directory`."""
+        return cls(**{f.name: Path(directory, EVAL_FILES[f.name]) for f in fields(cls)})
+
+
+@dataclass(frozen=True)
+class HeldOutItems:
+    """What is generated from: one subject's averaged test rows.
+
+    Attributes:
+        fmri: float32 (N, V), the rows' fMRI (the encoder pads / cuts V to its input).
+        stimulus_id: str (N,); sample_id: int64 (N,), the contract's sample_id of each row.
+        ground_truth: uint8 (N, S, S, 3), the rows' stimuli at the model's image size S.
+    """
+
+    fmri: np.ndarray
+    stimulus_id: np.ndarray
+    sample_id: np.ndarray
+    ground_truth: np.ndarray
 
 
 def image_file_name(stimulus_id: str, sample: int) -> str:
@@ -43,15 +72,25 @@ def image_file_name(stimulus_id: str, sample: int) -> str:
     return f"{_UNSAFE_FILENAME.sub('_', stimulus_id)}_{sample}.png"
 
 
+def read_held_out_items(subject_dir: str | os.PathLike[str], image_px: int) -> HeldOutItems:
+    """The averaged test rows of a preprocessed subject (contract directory), stimuli resized to image_px."""
+    subject = read_subject(subject_dir, mmap=True)
+    rows = averaged_test_rows(subject, Path(subject_dir))
+    stimulus_ids = subject.samples["stimulus_id"].iloc[rows].to_numpy().astype(str)
+    return HeldOutItems(fmri=np.asarray(subject.fmri[rows], dtype=np.float32), stimulus_id=stimulus_ids,
+                        sample_id=subject.samples["sample_id"].iloc[rows].to_numpy(dtype=np.int64),
+                        ground_truth=subject.stimuli.images_of(stimulus_ids, image_px))
+
+
 def generate_subject(stage_b_path: str | os.PathLike[str], subject_dir: str | os.PathLike[str],
-                     out_dir: str | os.PathLike[str], sampling: SamplingConfig, seed: int,
+                     outputs: GenerationOutputs, sampling: SamplingConfig, seed: int,
                      device: str | torch.device = "auto", run: Any = None) -> dict[str, Any]:
     """Generate K images for each averaged test fMRI row of one subject and write them for evaluation.
 
     Args:
         stage_b_path: an own-format Stage-B directory or a MinD-Vis `finetuned.pth` (mindvis.checkpoints.load_stage_b).
         subject_dir: the preprocessed GOD / BOLD5000 subject (contract directory).
-        out_dir: receives samples.npz, samples/ and grid.png (see module docstring), atomically.
+        outputs: where samples.npz, samples/ and grid.png go (see module docstring), atomically.
         sampling: scheduler, steps, K = n_samples and batch size (resolved config section).
         seed: images depend only on (seed, test row, sample index), not on batch size or device.
         device: "auto" (CUDA when available, else CPU), "cpu", "cuda", ...
@@ -59,44 +98,45 @@ def generate_subject(stage_b_path: str | os.PathLike[str], subject_dir: str | os
     Returns:
         summary: n_items, n_samples, n_images, scheduler, steps, seconds, images_per_s, image_size, device.
     """
-    subject_dir, out_dir = Path(subject_dir), Path(out_dir)
     device = resolve_device(str(device))
-    scheduler, steps = sampling.scheduler, sampling.steps
-    n_samples = sampling.n_samples
     model = load_stage_b(stage_b_path)
-    subject = read_subject(subject_dir, mmap=True)
-    rows = averaged_test_rows(subject, subject_dir)
-    stimulus_ids = subject.samples["stimulus_id"].iloc[rows].to_numpy().astype(str)
-    sample_ids = subject.samples["sample_id"].iloc[rows].to_numpy(dtype=np.int64)
-    fmri = np.asarray(subject.fmri[rows], dtype=np.float32)  # (N, V); the encoder pads / cuts V to its input
     size = model.architecture.image_size
-    ground_truth = subject.stimuli.images_of(stimulus_ids, size)
-    log.info("generating %d x %d images of %s on %s (%s, %d steps)", len(rows), n_samples, subject_dir, device,
-             scheduler, steps)
-
+    items = read_held_out_items(subject_dir, size)
+    log.info("generating %d x %d images of %s on %s (%s, %d steps)", len(items.fmri), sampling.n_samples,
+             subject_dir, device, sampling.scheduler, sampling.steps)
     started = time.perf_counter()
-    samples = generate(model, fmri, n_samples=n_samples, scheduler=scheduler, steps=steps, seed=seed,
-                       batch_size=sampling.batch_size, device=device)
+    samples = generate(model, items.fmri, n_samples=sampling.n_samples, scheduler=sampling.scheduler,
+                       steps=sampling.steps, seed=seed, batch_size=sampling.batch_size, device=device)
     seconds = time.perf_counter() - started
-    grid = sample_grid(ground_truth, samples, stimulus_ids)
+    grid = sample_grid(items.ground_truth, samples, items.stimulus_id)
+    write_generation(outputs, items, samples, grid)
 
-    with atomic_directory(out_dir) as tmp:
-        np.savez(tmp / SAMPLES_FILE, samples=samples, ground_truth=ground_truth, stimulus_id=stimulus_ids,
-                 sample_id=sample_ids)
-        (tmp / SAMPLES_DIR).mkdir()
-        for stimulus_id, images in zip(stimulus_ids, samples, strict=True):
-            for k, image in enumerate(images):
-                Image.fromarray(image).save(tmp / SAMPLES_DIR / image_file_name(stimulus_id, k))
-        Image.fromarray(grid).save(tmp / GRID_FILE)
-
-    summary = {"n_items": len(rows), "n_samples": n_samples, "n_images": int(samples.shape[0] * samples.shape[1]),
-               "scheduler": scheduler, "steps": steps, "image_size": size, "device": str(device),
-               "seconds": round(seconds, 2), "images_per_s": round(samples.shape[0] * samples.shape[1] / seconds, 3)}
+    n_images = int(samples.shape[0] * samples.shape[1])
+    summary = {"n_items": len(items.fmri), "n_samples": sampling.n_samples, "n_images": n_images,
+               "scheduler": sampling.scheduler, "steps": sampling.steps, "image_size": size, "device": str(device),
+               "seconds": round(seconds, 2), "images_per_s": round(n_images / seconds, 3)}
     if run is not None:
-        run.log_params({"generation.scheduler": scheduler, "generation.steps": steps,
-                        "generation.n_samples": n_samples, "generation.device": str(device),
-                        "generation.stage_b": str(stage_b_path)})
-        run.log_metrics({k: summary[k] for k in ("n_items", "n_images", "seconds", "images_per_s")})
-        run.log_image(grid, f"generation/{GRID_FILE}")
-    log.info("wrote %d images to %s (%.2f images/s)", summary["n_images"], out_dir, summary["images_per_s"])
+        _log_to_run(run, summary, stage_b_path, grid)
+    log.info("wrote %d images to %s (%.2f images/s)", n_images, outputs.images, summary["images_per_s"])
     return summary
+
+
+def write_generation(outputs: GenerationOutputs, items: HeldOutItems, samples: np.ndarray, grid: np.ndarray) -> None:
+    """Write samples.npz, one PNG per sample (uint8 (N, K, S, S, 3)) and the grid together: all, or none."""
+    with atomic_outputs(outputs.samples, outputs.images, outputs.grid) as (samples_npz, images_dir, grid_png):
+        np.savez(samples_npz, samples=samples, ground_truth=items.ground_truth, stimulus_id=items.stimulus_id,
+                 sample_id=items.sample_id)
+        images_dir.mkdir()
+        for stimulus_id, images in zip(items.stimulus_id, samples, strict=True):
+            for k, image in enumerate(images):
+                Image.fromarray(image).save(images_dir / image_file_name(stimulus_id, k))
+        Image.fromarray(grid).save(grid_png)
+
+
+def _log_to_run(run: Any, summary: dict[str, Any], stage_b_path: str | os.PathLike[str], grid: np.ndarray) -> None:
+    """The sampling settings, the counts and throughput of `summary`, and the grid."""
+    run.log_params({"generation.scheduler": summary["scheduler"], "generation.steps": summary["steps"],
+                    "generation.n_samples": summary["n_samples"], "generation.device": summary["device"],
+                    "generation.stage_b": str(stage_b_path)})
+    run.log_metrics({k: summary[k] for k in ("n_items", "n_images", "seconds", "images_per_s")})
+    run.log_image(grid, f"generation/{EVAL_FILES['grid']}")

@@ -1,6 +1,6 @@
-"""Reconstruction metrics: the MinD-Vis protocol (n-way top-1, pairwise identification by MSE/PCC/SSIM) and the NSD
-papers' suite (PixCorr, SSIM, two-way identification with AlexNet/Inception/CLIP features, EfficientNet/SwAV
-correlation distance, FID), with chance levels.
+"""Reconstruction metrics, one function each: the MinD-Vis protocol (n-way top-1, pairwise identification by
+MSE/PCC/SSIM) and the NSD papers' suite (PixCorr, SSIM, two-way identification and correlation distance of network
+features; FID is mindvis.evaluation.fid). mindvis.evaluation.scoring applies them to a set of reconstructions.
 
 Images are uint8 (N, H, W, 3) (or float in [0, 1], converted); reconstructions carry K samples per test image,
 (N, K, H, W, 3). Per-sample metrics are computed for each sample index k against all N ground truths and averaged
@@ -12,24 +12,16 @@ metrics.json.
 
 from __future__ import annotations
 
-import logging
-from collections.abc import Callable
 from typing import Literal
 
 import numpy as np
-import pandas as pd
 import torch
 from scipy.ndimage import uniform_filter1d
 from skimage.color import rgb2gray
 from skimage.metrics import structural_similarity
 from torchvision.transforms.v2 import functional as TF
 
-from mindvis.config.evaluation import EvaluationConfig
 from mindvis.errors import ConfigError, InputDataError
-from mindvis.evaluation.fid import frechet_distance
-from mindvis.evaluation.networks import FeatureNetwork, ImageClassifier, MetricNetworks, load_networks
-
-log = logging.getLogger(__name__)
 
 METRIC_NAMES: tuple[str, ...] = (
     "top1_nway_mean", "top1_nway_max", "pairwise_mse", "pairwise_pcc", "pairwise_ssim", "pixcorr", "ssim",
@@ -40,16 +32,6 @@ HIGHER_IS_BETTER: dict[str, bool] = {name: name not in ("effnet_dist", "swav_dis
                                      for name in METRIC_NAMES}
 # Identification metrics whose chance level is 1/2 by construction.
 TWO_WAY_METRICS = ("pairwise_mse", "pairwise_pcc", "pairwise_ssim", "alexnet2", "alexnet5", "inception", "clip")
-
-# (network attribute, output layer) of each two-way identification metric.
-_IDENTIFICATION_FEATURES = {
-    "alexnet2": ("alexnet", "features.4"),
-    "alexnet5": ("alexnet", "features.11"),
-    "inception": ("inception", "pool2048"),
-    "clip": ("clip", "embedding"),
-}
-_DISTANCE_FEATURES = {"effnet_dist": ("effnet", "avgpool"), "swav_dist": ("swav", "avgpool")}
-_FID_FEATURES = {"fid": "pool2048", "fid64": "pool64"}
 
 SSIM_WINDOW_PX = 7  # skimage's default uniform window (the MinD-Vis reference uses the defaults)
 
@@ -90,7 +72,8 @@ def as_uint8_samples(recons: np.ndarray, what: str = "reconstructions") -> np.nd
     return as_uint8_images(recons.reshape(n * k, *recons.shape[2:]), what).reshape(recons.shape)
 
 
-def _check_pairing(recons: np.ndarray, gts: np.ndarray) -> None:
+def check_pairing(recons: np.ndarray, gts: np.ndarray) -> None:
+    """InputDataError unless reconstructions (N, K, H, W, 3) and ground truths (N, H, W, 3) pair up."""
     if recons.shape[0] != gts.shape[0] or recons.shape[2:] != gts.shape[1:]:
         raise InputDataError("reconstructions and ground truths do not pair up", path="reconstructions",
                              value={"reconstructions": recons.shape, "ground_truths": gts.shape},
@@ -312,7 +295,7 @@ def mean_correlation_distance(recon_features: np.ndarray, gt_features: np.ndarra
     return float(np.mean(1.0 - np.diag(correlations)))
 
 
-# ------------------------------------------------------------------------------------------------ chance
+# ------------------------------------------------------------------------------------ chance pairing
 
 def shuffled_pairing(n: int, seed: int) -> np.ndarray:
     """A seeded random derangement of range(n) (no image paired with itself): perm[i] is i's chance partner."""
@@ -322,187 +305,3 @@ def shuffled_pairing(n: int, seed: int) -> np.ndarray:
     perm = np.empty(n, dtype=np.int64)
     perm[order] = np.roll(order, -1)  # one random cycle through all images
     return perm
-
-
-def chance_levels(gts: np.ndarray, cfg: EvaluationConfig, networks: MetricNetworks | None = None) -> dict[str, float]:
-    """Chance level of each metric for these ground truths.
-
-    n-way top-1: 1/n; identification metrics: 1/2. PixCorr, SSIM and the correlation distances: the metric on a
-    seeded shuffled pairing of the ground truths (each scored against another image of the set). FID compares
-    sets, not pairs, so it has no pairing chance level and is omitted; so are the distances whose network is not
-    configured. The fixed levels (n-way, two-way identification) are always returned: callers keep the entries of
-    the metrics they computed.
-    """
-    gts = as_uint8_images(gts, "ground truths")
-    networks = networks if networks is not None else load_networks(cfg)
-    chance = {"top1_nway_mean": 1.0 / cfg.n_way, "top1_nway_max": 1.0 / cfg.n_way}
-    chance.update({name: 0.5 for name in TWO_WAY_METRICS})
-    shuffled = gts[shuffled_pairing(len(gts), cfg.seed)]
-    chance["pixcorr"] = pixcorr(shuffled, gts, cfg.pixel_metric_px)
-    chance["ssim"] = ssim_gray(shuffled, gts, cfg.pixel_metric_px)
-    for name, (attr, layer) in _DISTANCE_FEATURES.items():
-        network: FeatureNetwork | None = getattr(networks, attr)
-        if network is not None:
-            features = network(gts)[layer]
-            chance[name] = mean_correlation_distance(features[shuffled_pairing(len(gts), cfg.seed)], features)
-    return chance
-
-
-# ------------------------------------------------------------------------------------------------ everything
-
-_PAIRWISE_PIXEL_METRICS: dict[str, tuple[Callable[[np.ndarray, np.ndarray], np.ndarray], bool]] = {
-    "pairwise_mse": (mse_matrix, False),
-    "pairwise_pcc": (pcc_matrix, True),
-    "pairwise_ssim": (ssim_matrix, True),
-}
-
-
-def per_image_table(recons: np.ndarray, gts: np.ndarray, cfg: EvaluationConfig,
-                    classifier: ImageClassifier | None = None,
-                    class_names: tuple[str, ...] | None = None,
-                    gt_probabilities: np.ndarray | None = None) -> pd.DataFrame:
-    """Per reconstruction, the per-image values behind the pixel and n-way metrics (`table_aggregates` averages them).
-
-    Args:
-        recons: uint8 (N, K, H, W, 3); gts: uint8 (N, H, W, 3).
-        cfg: n_way, n_trials, pixel_metric_px and seed are read.
-        classifier: the n-way classifier (None: no n-way columns).
-        class_names: names of the classifier's outputs (optional, for readable classes).
-        gt_probabilities: (N, C) the classifier's scores of `gts` when already computed (a job scoring several
-            methods against the same ground truth classifies it once); None = classify `gts` here.
-    Returns:
-        one row per (item, sample), items in order: item, sample, pixcorr, ssim, pairwise_mse, pairwise_pcc,
-        pairwise_ssim (fraction of other ground truths beaten; absent below 2 items), and with a classifier
-        top1_nway (fraction of n-way trials won; trials drawn row by row from cfg.seed), true_class (the
-        classifier's top-1 on the ground truth), predicted_class.
-    """
-    n, k = recons.shape[:2]
-    px = cfg.pixel_metric_px
-    columns: dict[str, np.ndarray] = {
-        "item": np.repeat(np.arange(n), k),
-        "sample": np.tile(np.arange(k), n),
-        "pixcorr": np.array([pixcorr(recons[i, s][None], gts[i][None], px) for i in range(n) for s in range(k)]),
-        "ssim": np.array([ssim_gray(recons[i, s][None], gts[i][None], px) for i in range(n) for s in range(k)]),
-    }
-    if n >= 2:
-        log.info("pairwise identification (MSE, PCC, SSIM) over %d images x %d samples", n, k)
-        for name, (matrix, higher) in _PAIRWISE_PIXEL_METRICS.items():
-            per_sample = np.stack([pairwise_identification(matrix(recons[:, s], gts), higher) for s in range(k)])
-            columns[name] = per_sample.T.reshape(-1)  # (K, N) -> rows in (item, sample) order
-    if classifier is not None:
-        log.info("n-way top-1 (%d-way, %d trials) over %d images x %d samples", cfg.n_way, cfg.n_trials, n, k)
-        gt_probs = classifier.probabilities(gts) if gt_probabilities is None else gt_probabilities
-        recon_probs = classifier.probabilities(recons.reshape(n * k, *recons.shape[2:]))
-        true_classes = np.repeat(np.argmax(gt_probs, axis=1), k)
-        columns["top1_nway"] = nway_top1_accuracy(recon_probs, true_classes, cfg.n_way, cfg.n_trials,
-                                                  np.random.default_rng(cfg.seed))
-        name_of = (lambda c: class_names[c]) if class_names else str
-        columns["true_class"] = np.array([name_of(c) for c in true_classes])
-        columns["predicted_class"] = np.array([name_of(c) for c in np.argmax(recon_probs, axis=1)])
-    return pd.DataFrame(columns)
-
-
-def table_aggregates(table: pd.DataFrame) -> dict[str, float]:
-    """The metrics a per_image_table holds: means over its rows, and top1_nway_max, the best sample index's mean
-    over the test images (as the reference: whole sample sets, not a best sample per image; `nway_top1`)."""
-    values = {name: float(table[name].mean()) for name in ("pixcorr", "ssim", *_PAIRWISE_PIXEL_METRICS)
-              if name in table}
-    if "top1_nway" in table:
-        values["top1_nway_mean"] = float(table["top1_nway"].mean())
-        values["top1_nway_max"] = float(table.groupby("sample")["top1_nway"].mean().max())
-    return values
-
-
-def score_reconstructions(recons: np.ndarray, gts: np.ndarray, cfg: EvaluationConfig,
-                          classifier: ImageClassifier | None = None, networks: MetricNetworks | None = None,
-                          class_names: tuple[str, ...] | None = None, gt_probabilities: np.ndarray | None = None,
-                          ) -> tuple[pd.DataFrame, dict[str, float], dict[str, str]]:
-    """Score reconstructions with every metric whose network is available.
-
-    Args:
-        recons: (N, K, H, W, 3) K reconstructions per test image (uint8, or float in [0, 1]).
-        gts: (N, H, W, 3) the ground-truth stimuli in the same order.
-        cfg: the evaluation config (weights, n-way protocol, pixel size, batch size, device, seed).
-        classifier: the n-way classifier; overrides the one loaded from cfg (the demo passes its stand-in).
-        networks: already loaded metric networks (default: load_networks(cfg)).
-        class_names: names of the classifier's outputs, for the table.
-        gt_probabilities: the classifier's scores of `gts`, if already computed (see per_image_table).
-    Returns:
-        (table, values, skipped): the per_image_table; values maps metric names (METRIC_NAMES) to floats (the
-        table's aggregates plus the network metrics), plus `fid_n_images` and `fid64_n_images` (generated images
-        scored against the N ground truths); skipped maps each metric that was not computed to the reason.
-    """
-    recons = as_uint8_samples(recons)
-    gts = as_uint8_images(gts, "ground truths")
-    _check_pairing(recons, gts)
-    networks = networks if networks is not None else load_networks(cfg)
-    skipped = dict(networks.skipped)
-    classifier = classifier or networks.classifier
-    if classifier is not None:
-        skipped.pop("top1_nway_mean", None)
-        skipped.pop("top1_nway_max", None)
-    if len(gts) < 2:
-        skipped.update({name: "identification needs at least 2 test images" for name in _PAIRWISE_PIXEL_METRICS})
-    table = per_image_table(recons, gts, cfg, classifier, class_names, gt_probabilities)
-    values = table_aggregates(table)
-    values.update(_network_scores(_FeatureCache(recons, gts), networks, skipped))
-    return table, values, skipped
-
-
-def evaluate_all(recons: np.ndarray, gts: np.ndarray, cfg: EvaluationConfig,
-                 classifier: ImageClassifier | None = None,
-                 networks: MetricNetworks | None = None) -> tuple[dict[str, float], dict[str, str]]:
-    """(values, skipped) of `score_reconstructions`, without the per-image table."""
-    _, values, skipped = score_reconstructions(recons, gts, cfg, classifier, networks)
-    return values, skipped
-
-
-class _FeatureCache:
-    """Features of the reconstructions ({layer: (N, K, D)}) and ground truths ({layer: (N, D)}) per network,
-    computed once (FID and the Inception metric share a network when no FID Inception is configured)."""
-
-    def __init__(self, recons: np.ndarray, gts: np.ndarray) -> None:
-        self.recons = recons
-        self.gts = gts
-        self._cache: dict[str, tuple[dict[str, np.ndarray], dict[str, np.ndarray]]] = {}
-
-    def __call__(self, network: FeatureNetwork) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
-        if network.name not in self._cache:
-            n, k = self.recons.shape[:2]
-            log.info("features: %s", network.name)
-            flat = network(self.recons.reshape(n * k, *self.recons.shape[2:]))
-            self._cache[network.name] = ({layer: f.reshape(n, k, -1) for layer, f in flat.items()},
-                                         network(self.gts))
-        return self._cache[network.name]
-
-
-def _network_scores(features: _FeatureCache, networks: MetricNetworks, skipped: dict[str, str]) -> dict[str, float]:
-    """Two-way identification, correlation distances and FID for the networks that are loaded; adds the reasons
-    for metrics that cannot run on this many images to `skipped`."""
-    n, k = features.recons.shape[:2]
-    values: dict[str, float] = {}
-    for name, (attr, layer) in _IDENTIFICATION_FEATURES.items():
-        network = getattr(networks, attr)
-        if network is None:
-            continue
-        if n < 2:
-            skipped[name] = "identification needs at least 2 test images"
-            continue
-        recon_f, gt_f = features(network)
-        values[name] = float(np.mean([two_way_identification(recon_f[layer][:, s], gt_f[layer]) for s in range(k)]))
-    for name, (attr, layer) in _DISTANCE_FEATURES.items():
-        network = getattr(networks, attr)
-        if network is not None:
-            recon_f, gt_f = features(network)
-            values[name] = float(np.mean([mean_correlation_distance(recon_f[layer][:, s], gt_f[layer])
-                                          for s in range(k)]))
-    for name, layer in _FID_FEATURES.items():
-        if networks.fid_network is None:
-            continue
-        if n < 2:
-            skipped[name] = "FID needs at least 2 images per set"
-            continue
-        recon_f, gt_f = features(networks.fid_network)
-        values[name] = frechet_distance(recon_f[layer].reshape(n * k, -1), gt_f[layer])
-        values[f"{name}_n_images"] = n * k
-    return values

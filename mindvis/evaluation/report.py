@@ -35,10 +35,11 @@ import pandas as pd  # noqa: E402
 
 from mindvis.errors import InputDataError  # noqa: E402
 from mindvis.evaluation.ceilings import STAGE_LABELS, STAGES  # noqa: E402
-from mindvis.evaluation.evaluate import METHOD_LABELS, METRICS_FILE, MINDVIS, RETRIEVAL, RIDGE  # noqa: E402
+from mindvis.evaluation.figures import METHOD_LABELS  # noqa: E402
 from mindvis.evaluation.metrics import HIGHER_IS_BETTER, METRIC_NAMES  # noqa: E402
+from mindvis.evaluation.scoring import MINDVIS, RETRIEVAL, RIDGE  # noqa: E402
 from mindvis.io import atomic_directory  # noqa: E402
-from mindvis.paths import REPORT_DIR, REPORT_FILES  # noqa: E402
+from mindvis.paths import EVAL_FILES, REPORT_DIR, REPORT_FILES  # noqa: E402
 from mindvis.tracking import target_for  # noqa: E402
 
 log = logging.getLogger(__name__)
@@ -58,7 +59,7 @@ _NOT_CURVES = ("lr", "samples_per_s", "epoch")
 
 def find_metrics(results_root: str | os.PathLike[str]) -> list[Path]:
     """Every `<results_root>/eval/<dataset>/<subject>/metrics.json`, sorted."""
-    return sorted(Path(results_root).glob(f"eval/*/*/{METRICS_FILE}"))
+    return sorted(Path(results_root).glob(f"eval/*/*/{EVAL_FILES['metrics']}"))
 
 
 def _read_metrics(path: Path) -> dict[str, Any]:

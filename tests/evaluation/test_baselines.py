@@ -12,7 +12,7 @@ from sklearn.linear_model import Ridge
 from mindvis.config.evaluation import BaselineConfig, EvaluationConfig
 from mindvis.errors import InputDataError
 from mindvis.evaluation.baselines import fit_ridge, ridge_pixel_baseline, ridge_retrieval_baseline
-from mindvis.evaluation.metrics import chance_levels, evaluate_all
+from mindvis.evaluation.scoring import chance_levels, evaluate_all
 from mindvis.evaluation.networks import MetricNetworks
 
 IMAGE_PX = 24

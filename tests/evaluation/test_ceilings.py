@@ -17,8 +17,8 @@ from mindvis.evaluation.ceilings import (
     stimulus_wnid,
     write_ceiling_images,
 )
-from mindvis.evaluation.evaluate import evaluate_subject
-from mindvis.evaluation.generation import generate_subject
+from mindvis.evaluation.evaluate import EvaluationOutputs, evaluate_subject
+from mindvis.evaluation.generation import GenerationOutputs, generate_subject
 from mindvis.models.ldm import assemble_fmri_ldm
 from mindvis.models.mbm import FmriEncoder, MbmArchitecture
 from tests.evaluation.conftest import TEST_CLASSIFIER_ARCH
@@ -43,7 +43,7 @@ def chain(tmp_path_factory):
     stage_b = save_stage_b(assemble_fmri_ldm(ldm.architecture, ldm.unet, ldm.vqvae, encoder), root / "stage_b")
     subject = write_task_subject(root, dataset="BOLD5000", subject="CSI1", n_train=6, test_ids=TEST_IDS)
     eval_dir = root / "eval"
-    generate_subject(stage_b, subject, eval_dir, SAMPLING, seed=1, device="cpu")
+    generate_subject(stage_b, subject, GenerationOutputs.in_dir(eval_dir), SAMPLING, seed=1, device="cpu")
     return {"ldm": ldm_dir, "stage_b": stage_b, "subject": subject, "eval": eval_dir, "root": root}
 
 
@@ -108,7 +108,8 @@ def test_identity_first_stage_scores_as_the_ground_truth_and_metrics_json_has_ev
     cfg = EvaluationConfig(weights=MetricWeightsConfig(classifier=str(metric_weight_files["classifier"])),
                            classifier_arch=TEST_CLASSIFIER_ARCH, n_way=10, n_trials=50, pixel_metric_px=16,
                            device="cpu")
-    document = evaluate_subject(chain["eval"] / "samples.npz", chain["subject"], tmp_path / "out", cfg,
+    document = evaluate_subject(chain["eval"] / "samples.npz", chain["subject"],
+                                EvaluationOutputs.in_dir(tmp_path / "out"), cfg, dataset="BOLD5000", subject="CSI1",
                                 ceilings_npz=ceilings)
     section = document["ceilings"]
     assert list(section) == ["ground_truth", "first_stage", "class_conditioned", "mindvis", "skipped"]

@@ -16,9 +16,12 @@ from mlflow import MlflowClient
 
 from mindvis.config.data import DemoDataConfig
 from mindvis.config.evaluation import BaselineConfig, DemoClassifierConfig, EvaluationConfig, MetricWeightsConfig
+from mindvis.config.runtime import TrainerConfig
 from mindvis.data.contract import PreprocessedSubject, Stimuli, write_subject
 from mindvis.errors import InputDataError, WeightsError
-from mindvis.evaluation.evaluate import evaluate_subject
+from mindvis.evaluation import evaluate as evaluate_module
+from mindvis.evaluation.evaluate import EvaluationOutputs, evaluate_subject
+from mindvis.evaluation.figures import metrics_chart
 from mindvis.evaluation.metrics import METRIC_NAMES
 from mindvis.tracking import open_job_run_for_tests
 from mindvis.training.demo_classifier import train_demo_classifier
@@ -77,6 +80,13 @@ def write_samples(path: Path, subject_images: np.ndarray, recons: np.ndarray | N
     return path
 
 
+def evaluate(samples_npz: Path, subject_dir: Path, out_dir: Path, cfg: EvaluationConfig,
+             classifier_path: Path | None = None, run=None) -> dict:
+    """evaluate_subject writing the workflow's file names into out_dir, for the subject of write_synthetic_subject."""
+    return evaluate_subject(samples_npz, subject_dir, EvaluationOutputs.in_dir(out_dir), cfg, dataset="GOD",
+                            subject="sbj_3", classifier_path=classifier_path, run=run)
+
+
 @pytest.fixture(scope="module")
 def subject(tmp_path_factory) -> Path:
     return write_synthetic_subject(tmp_path_factory.mktemp("subject") / "GOD" / "sbj_3")
@@ -93,7 +103,8 @@ def demo_classifier(tmp_path_factory) -> Path:
     """A briefly trained demo classifier (the real format; its accuracy does not matter here)."""
     out = tmp_path_factory.mktemp("classifier") / "demo_classifier"
     train_demo_classifier(DemoDataConfig(), IMAGE_PX, out,
-                          DemoClassifierConfig(images_per_category=2, epochs=1, width=4, seed=0), device="cpu")
+                          DemoClassifierConfig(images_per_category=2, epochs=1, width=4, seed=0),
+                          TrainerConfig(accelerator="cpu"), out.parent / "resume")
     return out
 
 
@@ -103,7 +114,7 @@ def perfect(subject, subject_images, demo_classifier, tmp_path_factory) -> tuple
     root = tmp_path_factory.mktemp("perfect")
     npz = write_samples(root / "samples.npz", subject_images)
     with open_job_run_for_tests(root / "mlflow", rule="evaluate") as run:
-        document = evaluate_subject(npz, subject, root / "eval", CFG, demo_classifier, run=run)
+        document = evaluate(npz, subject, root / "eval", CFG, demo_classifier, run=run)
     return document, root
 
 
@@ -187,8 +198,8 @@ def test_deterministic_and_noisy_samples_score_lower(subject, subject_images, de
     truth = subject_images[N_TRAIN_STIMULI:]
     noisy = np.clip(truth[:, None].astype(int) + rng.normal(0, 60, (N_TEST, K, *truth.shape[1:])), 0, 255)
     npz = write_samples(tmp_path / "samples.npz", subject_images, noisy.astype(np.uint8))
-    first = evaluate_subject(npz, subject, tmp_path / "a", CFG, demo_classifier)
-    second = evaluate_subject(npz, subject, tmp_path / "b", CFG, demo_classifier)
+    first = evaluate(npz, subject, tmp_path / "a", CFG, demo_classifier)
+    second = evaluate(npz, subject, tmp_path / "b", CFG, demo_classifier)
     assert first == second
     assert first["mindvis"]["pixcorr"] < perfect[0]["mindvis"]["pixcorr"]
     assert first["baseline_ridge"] == perfect[0]["baseline_ridge"]  # baselines do not depend on the samples
@@ -196,11 +207,31 @@ def test_deterministic_and_noisy_samples_score_lower(subject, subject_images, de
 
 def test_without_classifier_nway_and_retrieval_are_skipped(subject, subject_images, tmp_path):
     npz = write_samples(tmp_path / "samples.npz", subject_images)
-    document = evaluate_subject(npz, subject, tmp_path / "eval", CFG)
+    document = evaluate(npz, subject, tmp_path / "eval", CFG)
     assert "baseline_ridge_retrieval" not in document and document["classifier"] is None
     assert {"top1_nway_mean", "top1_nway_max"} <= set(document["skipped"])
     assert "top1_nway_mean" not in document["mindvis"]
     assert "not computed" in document["baselines"]["baseline_ridge_retrieval"]
+
+
+def test_outputs_go_to_the_paths_named_and_the_chart_names_the_subject(subject, subject_images, tmp_path,
+                                                                        monkeypatch):
+    titles = []
+
+    def chart(document, title=""):
+        titles.append(title)
+        return metrics_chart(document, title)
+
+    monkeypatch.setattr(evaluate_module, "metrics_chart", chart)
+    outputs = EvaluationOutputs(metrics=tmp_path / "m" / "scores.json", per_image=tmp_path / "t" / "table.csv",
+                                comparison=tmp_path / "f" / "grid.png", chart=tmp_path / "f" / "chart.png")
+    document = evaluate_subject(write_samples(tmp_path / "samples.npz", subject_images), subject, outputs, CFG,
+                                dataset="BOLD5000", subject="CSI1")
+    assert json.loads(outputs.metrics.read_text()) == document
+    assert all(path.stat().st_size > 0 for path in (outputs.per_image, outputs.comparison, outputs.chart))
+    assert sorted(p.relative_to(tmp_path).as_posix() for p in tmp_path.rglob("*") if p.is_file()) == [
+        "f/chart.png", "f/grid.png", "m/scores.json", "samples.npz", "t/table.csv"]  # nothing else, no temp files
+    assert titles == ["BOLD5000 CSI1"]  # the arguments, not the subject directory's path (.../GOD/sbj_3)
 
 
 def test_a_torchvision_classifier_file_is_used_with_the_configured_architecture(subject, subject_images, tmp_path):
@@ -209,7 +240,7 @@ def test_a_torchvision_classifier_file_is_used_with_the_configured_architecture(
     torch.save(torchvision.models.get_model("mobilenet_v3_small", weights=None).state_dict(), path)
     npz = write_samples(tmp_path / "samples.npz", subject_images)
     cfg = replace(CFG, n_way=10, classifier_arch="mobilenet_v3_small")
-    document = evaluate_subject(npz, subject, tmp_path / "eval", cfg, path)
+    document = evaluate(npz, subject, tmp_path / "eval", cfg, path)
     assert document["n_way"] == 10 and "mobilenet_v3_small" in document["classifier"]
     assert "top1_nway_mean" in document["mindvis"] and "baseline_ridge_retrieval" in document
 
@@ -218,11 +249,11 @@ def test_bad_samples_are_refused_with_the_file_named(subject, subject_images, tm
     wrong_ids = np.array([f"img{i:03d}" for i in range(N_TEST)])  # train stimuli, not the rows' test stimuli
     npz = write_samples(tmp_path / "samples.npz", subject_images, stimulus_ids=wrong_ids)
     with pytest.raises(InputDataError, match="stimulus ids do not match"):
-        evaluate_subject(npz, subject, tmp_path / "eval", CFG)
+        evaluate(npz, subject, tmp_path / "eval", CFG)
     incomplete = tmp_path / "incomplete.npz"
     np.savez(incomplete, samples=np.zeros((2, 1, 8, 8, 3), np.uint8))
     with pytest.raises(InputDataError, match="lacks required arrays") as error:
-        evaluate_subject(incomplete, subject, tmp_path / "eval", CFG)
+        evaluate(incomplete, subject, tmp_path / "eval", CFG)
     assert "incomplete.npz" in str(error.value)
     assert not (tmp_path / "eval" / "metrics.json").exists()
 
@@ -231,7 +262,7 @@ def test_missing_weight_file_stops_before_scoring(subject, subject_images, tmp_p
     npz = write_samples(tmp_path / "samples.npz", subject_images)
     cfg = replace(CFG, weights=MetricWeightsConfig(alexnet=tmp_path / "missing.pth"))
     with pytest.raises(WeightsError, match="weight file not found"):
-        evaluate_subject(npz, subject, tmp_path / "eval", cfg)
+        evaluate(npz, subject, tmp_path / "eval", cfg)
     assert not (tmp_path / "eval").exists()
 
 
@@ -241,7 +272,7 @@ def test_with_every_metric_network_nothing_is_skipped(subject, subject_images, d
     """All metric networks from real-format weight files (random weights, tests/evaluation/conftest.py)."""
     npz = write_samples(tmp_path / "samples.npz", subject_images)
     cfg = replace(full_eval_config, pixel_metric_px=IMAGE_PX, baselines=CFG.baselines)
-    document = evaluate_subject(npz, subject, tmp_path / "eval", cfg, demo_classifier)
+    document = evaluate(npz, subject, tmp_path / "eval", cfg, demo_classifier)
     assert document["skipped"] == {}
     for method in ("mindvis", "baseline_ridge", "baseline_ridge_retrieval"):
         assert set(document[method]) == set(METRIC_NAMES), method

@@ -13,7 +13,7 @@ from mindvis.config.stage_b import SamplingConfig
 from mindvis.data.contract import read_subject
 from mindvis.errors import ConfigError
 from mindvis.devices import resolve_device
-from mindvis.evaluation.generation import generate_subject, image_file_name
+from mindvis.evaluation.generation import GenerationOutputs, generate_subject, image_file_name
 from mindvis.figures import labelled_grid
 from mindvis.models.ldm import assemble_fmri_ldm, build_unet, build_vqvae
 from mindvis.models.mbm import FmriEncoder, MbmArchitecture
@@ -40,7 +40,8 @@ def subject_dir(tmp_path):
 def test_generation_writes_samples_ground_truth_files_and_grid(stage_b_dir, subject_dir, tmp_path):
     out = tmp_path / "eval"
     with open_job_run_for_tests(tmp_path / "mlruns") as run:
-        summary = generate_subject(stage_b_dir, subject_dir, out, SAMPLING, seed=7, device="auto", run=run)
+        summary = generate_subject(stage_b_dir, subject_dir, GenerationOutputs.in_dir(out), SAMPLING, seed=7,
+                                   device="auto", run=run)
     assert summary["n_items"] == 3 and summary["n_images"] == 6 and summary["device"] == "cpu"
     assert summary["images_per_s"] > 0 and (summary["scheduler"], summary["steps"]) == ("ddim", 3)
     with np.load(out / "samples.npz") as archive:
@@ -66,10 +67,10 @@ def test_generation_writes_samples_ground_truth_files_and_grid(stage_b_dir, subj
 
 def test_same_seed_same_samples_other_seed_other_samples(stage_b_dir, subject_dir, tmp_path):
     runs = {name: tmp_path / name for name in ("a", "b", "c")}
-    generate_subject(stage_b_dir, subject_dir, runs["a"], SAMPLING, seed=1, device="cpu")
-    generate_subject(stage_b_dir, subject_dir, runs["b"], SamplingConfig("ddim", 3, 2, batch_size=1), seed=1,
-                     device="cpu")
-    generate_subject(stage_b_dir, subject_dir, runs["c"], SAMPLING, seed=2, device="cpu")
+    for name, sampling, seed in (("a", SAMPLING, 1), ("b", SamplingConfig("ddim", 3, 2, batch_size=1), 1),
+                                 ("c", SAMPLING, 2)):
+        generate_subject(stage_b_dir, subject_dir, GenerationOutputs.in_dir(runs[name]), sampling, seed=seed,
+                         device="cpu")
     a, b, c = (np.load(path / "samples.npz")["samples"].astype(int) for path in runs.values())
     # batch size does not change the images; BLAS kernels chosen by batch shape may flip a rounding (1 grey level)
     assert np.abs(a - b).max() <= 1 and np.mean(a != b) < 0.01
@@ -78,15 +79,17 @@ def test_same_seed_same_samples_other_seed_other_samples(stage_b_dir, subject_di
 
 def test_a_rerun_replaces_the_outputs(stage_b_dir, subject_dir, tmp_path):
     out = tmp_path / "eval"
-    generate_subject(stage_b_dir, subject_dir, out, SamplingConfig("ddim", 2, n_samples=3), seed=1, device="cpu")
-    generate_subject(stage_b_dir, subject_dir, out, SamplingConfig("ddim", 2, n_samples=1), seed=1, device="cpu")
+    for n_samples in (3, 1):
+        generate_subject(stage_b_dir, subject_dir, GenerationOutputs.in_dir(out),
+                         SamplingConfig("ddim", 2, n_samples=n_samples), seed=1, device="cpu")
     assert len(list((out / "samples").iterdir())) == 3  # the earlier run's 9 files are gone
     assert np.load(out / "samples.npz")["samples"].shape[1] == 1
 
 
 def test_ground_truth_follows_the_model_size(stage_b_dir, tmp_path):
     subject = write_task_subject(tmp_path, n_train=2, n_test=2, image_px=32)
-    generate_subject(stage_b_dir, subject, tmp_path / "eval", SAMPLING, seed=0, device="cpu")
+    generate_subject(stage_b_dir, subject, GenerationOutputs.in_dir(tmp_path / "eval"), SAMPLING, seed=0,
+                     device="cpu")
     with np.load(tmp_path / "eval" / "samples.npz") as archive:
         assert archive["ground_truth"].shape == (2, 16, 16, 3) and archive["samples"].shape[2:4] == (16, 16)
 
@@ -114,8 +117,8 @@ def test_generation_from_a_mindvis_finetuned_checkpoint(tmp_path):
     """stage_b.finetuned: the release file is read directly (its fmri_encoder.pth beside it, as released)."""
     release = Path(__file__).parents[1] / "fixtures" / "release" / "stage_b" / "finetuned.pth"
     subject = write_task_subject(tmp_path, n_voxels=900, n_train=2, n_test=2, image_px=16)
-    summary = generate_subject(release, subject, tmp_path / "eval", SamplingConfig("plms", 2, n_samples=1),
-                               seed=0, device="cpu")
+    summary = generate_subject(release, subject, GenerationOutputs.in_dir(tmp_path / "eval"),
+                               SamplingConfig("plms", 2, n_samples=1), seed=0, device="cpu")
     assert (summary["n_images"], summary["image_size"]) == (2, 256)  # the size it was fine-tuned at
     with np.load(tmp_path / "eval" / "samples.npz") as archive:
         assert archive["samples"].shape == (2, 1, 256, 256, 3) and archive["ground_truth"].shape == (2, 256, 256, 3)

@@ -19,9 +19,7 @@ from mindvis.evaluation.metrics import (
     METRIC_NAMES,
     as_uint8_images,
     as_uint8_samples,
-    chance_levels,
     correlation_matrix,
-    evaluate_all,
     mean_correlation_distance,
     mse_matrix,
     nway_top1,
@@ -33,9 +31,9 @@ from mindvis.evaluation.metrics import (
     shuffled_pairing,
     ssim_gray,
     ssim_matrix,
-    table_aggregates,
     two_way_identification,
 )
+from mindvis.evaluation.scoring import chance_levels, evaluate_all, table_aggregates
 from mindvis.evaluation.networks import ImageClassifier, MetricNetworks, load_networks
 from mindvis.models.image_input import make_preprocess
 

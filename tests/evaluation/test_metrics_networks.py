@@ -10,7 +10,8 @@ import pytest
 import torch
 
 from mindvis.config.evaluation import EvaluationConfig, MetricWeightsConfig
-from mindvis.evaluation.metrics import METRIC_NAMES, chance_levels, evaluate_all
+from mindvis.evaluation.metrics import METRIC_NAMES
+from mindvis.evaluation.scoring import chance_levels, evaluate_all
 from mindvis.evaluation.networks import MetricNetworks, load_networks
 from mindvis.models.image_input import IMAGENET_MEAN, IMAGENET_STD, make_preprocess
 
