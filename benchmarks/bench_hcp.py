@@ -49,6 +49,7 @@ def high_water_kb():
     with open("/proc/self/status") as status:
         return next(int(line.split()[1]) for line in status if line.startswith("VmHWM:"))
 
+from mindvis.config.data import HcpPreprocessConfig
 from mindvis.preprocess import hcp
 imports_kb = high_water_kb()
 start = time.perf_counter()

@@ -35,6 +35,8 @@ def _reader(dataset: str) -> Any:
         from mindvis.preprocess import hcp as reader
     elif dataset == "GOD":
         from mindvis.preprocess import god as reader
+    elif dataset == "NSD":
+        from mindvis.preprocess import nsd as reader
     else:
         from mindvis.preprocess import bold5000 as reader
     return reader
@@ -42,7 +44,8 @@ def _reader(dataset: str) -> Any:
 
 def _demo_subjects(cfg: Config, dataset: str) -> tuple[str, ...]:
     demo = cfg.demo_data
-    return {"HCP": demo.hcp_subjects, "GOD": demo.god_subjects, "BOLD5000": demo.bold5000_subjects}[dataset]
+    return {"HCP": demo.hcp_subjects, "GOD": demo.god_subjects, "BOLD5000": demo.bold5000_subjects,
+            "NSD": demo.nsd_subjects}[dataset]
 
 
 def subjects(cfg: Config, dataset: str) -> list[str]:
@@ -88,6 +91,8 @@ def raw_inputs(cfg: Config, dataset: str, subject: str) -> list[Path]:
         return reader.raw_files(cfg.raw_root, subject, hcp.runs, hcp.source, hcp.file_pattern)
     if dataset == "BOLD5000":
         return reader.raw_files(cfg.raw_root, subject, cfg.preprocess.bold5000.rois)
+    if dataset == "NSD":
+        return reader.raw_files(cfg.raw_root, subject, cfg.preprocess.nsd)
     return reader.raw_files(cfg.raw_root, subject)
 
 
@@ -121,6 +126,7 @@ JOB_READS: dict[str, tuple[str, ...]] = {
     "preprocess_hcp": (RAW_ROOT, "preprocess.hcp"),
     "preprocess_god": (RAW_ROOT, "preprocess.god", "preprocess.image_size"),
     "preprocess_bold5000": (RAW_ROOT, "preprocess.bold5000", "preprocess.image_size"),
+    "preprocess_nsd": (RAW_ROOT, "preprocess.nsd", "preprocess.image_size"),
     "stage_a_pretrain": ("stage_a.model", "stage_a.pretrain", "trainer"),
     "stage_a_finetune": ("stage_a.finetune", "trainer"),  # the model's sizes come from the checkpoint it tunes
     "ldm_pretrain": (*DEMO_CATEGORIES, "preprocess.image_size", "stage_b.architecture", "stage_b.ldm_pretrain",
@@ -213,9 +219,17 @@ def training_resources(cfg: Config, rule: str) -> dict[str, Any]:
     return values
 
 
+def pretrain_train_datasets(cfg: Config) -> set[str]:
+    """The task datasets whose training fMRI joins Stage A1 (stage_a.pretrain.include_god_train / include_nsd_train)."""
+    pretrain = cfg.stage_a.pretrain
+    return {name for name, included in (("GOD", pretrain.include_god_train), ("NSD", pretrain.include_nsd_train))
+            if included}
+
+
 def stage_a_pretrain_inputs(cfg: Config) -> list[str]:
-    """fmri.npy + samples.parquet of every subject Stage A1 learns from (HCP, plus GOD train fMRI when enabled)."""
-    datasets = ["HCP"] + (["GOD"] if cfg.stage_a.pretrain.include_god_train else [])
+    """fmri.npy + samples.parquet of every subject Stage A1 learns from (HCP, plus GOD / NSD train fMRI when
+    enabled)."""
+    datasets = ["HCP"] + sorted(pretrain_train_datasets(cfg))
     files = []
     for dataset in datasets:
         for subject in subjects(cfg, dataset):

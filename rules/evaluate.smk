@@ -30,7 +30,7 @@ rule generate:
         grid=report(paths.eval_file(RESULTS, "grid"), caption="../report/captions/grid.rst",
                     category="1. Reconstructions", subcategory="{dataset} {subject}"),
     wildcard_constraints:
-        dataset="GOD|BOLD5000",
+        dataset="GOD|BOLD5000|NSD",
     params:
         config_slice=plan.job_params(CFG, "generate"),
     message:
@@ -56,7 +56,7 @@ rule ceilings:
     output:
         ceilings=paths.eval_file(RESULTS, "ceilings"),
     wildcard_constraints:
-        dataset="GOD|BOLD5000",
+        dataset="GOD|BOLD5000|NSD",
     params:
         config_slice=plan.job_params(CFG, "ceilings"),
     log:
@@ -89,7 +89,7 @@ rule evaluate:
                      caption="../report/captions/metrics_chart.rst", category="2. Metrics",
                      subcategory="{dataset} {subject}"),
     wildcard_constraints:
-        dataset="GOD|BOLD5000",
+        dataset="GOD|BOLD5000|NSD",
     params:
         config_slice=plan.job_params(CFG, "evaluate"),
     message:

@@ -50,3 +50,20 @@ rule preprocess_bold5000:
         "../envs/data.yaml"
     script:
         "../workflow_scripts/preprocess_bold5000.py"
+
+
+rule preprocess_nsd:
+    input:
+        lambda wc: plan.raw_inputs(CFG, "NSD", wc.subject),
+    output:
+        **plan.preprocessed_outputs(CFG, "NSD"),
+    params:
+        config_slice=plan.job_params(CFG, "preprocess_nsd"),
+    log:
+        paths.log_file(RESULTS, "preprocess_nsd", "{subject}"),
+    resources:
+        **plan.resources(CFG, "preprocess_nsd"),
+    conda:
+        "../envs/data.yaml"
+    script:
+        "../workflow_scripts/preprocess_nsd.py"

@@ -31,7 +31,7 @@ rule stage_a_finetune:
         model=paths.stage_a_finetune_file(RESULTS, "model.safetensors"),
         config=paths.stage_a_finetune_file(RESULTS, "config.json"),
     wildcard_constraints:
-        dataset="GOD|BOLD5000",
+        dataset="GOD|BOLD5000|NSD",
     params:
         config_slice=plan.job_params(CFG, "stage_a_finetune"),
         resume_dir=lambda wc: paths.resume_dir(RESULTS, "stage_a_finetune", wc.dataset, wc.subject),

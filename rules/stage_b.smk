@@ -33,7 +33,7 @@ if CFG.stage_b.finetuned is None:
         output:
             model=paths.stage_b_file(RESULTS),
         wildcard_constraints:
-            dataset="GOD|BOLD5000",
+            dataset="GOD|BOLD5000|NSD",
         params:
             config_slice=plan.job_params(CFG, "stage_b_finetune"),
             resume_dir=lambda wc: paths.resume_dir(RESULTS, "stage_b_finetune", wc.dataset, wc.subject),

@@ -50,8 +50,8 @@ def test_job_params_are_the_resolved_slices_in_config_shape():
     ({"evaluation": {"device": "cpu"}}, {"evaluate", "generate", "ceilings"}),
     ({"seed": 1}, {"generate", "ceilings"}),
     ({"evaluation": {"demo_classifier": {"epochs": 5}}}, {"demo_classifier", "evaluate"}),
-    ({"preprocess": {"image_size": 32}}, {"preprocess_god", "preprocess_bold5000", "ldm_pretrain",
-                                          "demo_classifier", "stage_b_finetune"}),  # the LDM's size follows
+    ({"preprocess": {"image_size": 32}}, {"preprocess_god", "preprocess_bold5000", "preprocess_nsd",
+                                          "ldm_pretrain", "demo_classifier", "stage_b_finetune"}),  # LDM size follows
     ({"stage_a": {"finetune": {"epochs": 9}}}, {"stage_a_finetune"}),
     ({"stage_b": {"sampling": {"scheduler": "plms"}}}, {"ldm_pretrain", "stage_b_finetune", "generate",
                                                          "ceilings"}),

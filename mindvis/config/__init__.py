@@ -28,7 +28,7 @@ from mindvis.config.stage_b import DEFAULT_SAMPLER_STEPS, STAGE_B_PRESETS, Stage
 from mindvis.config.schema import schema_of
 from mindvis.errors import ConfigError
 
-Dataset = Literal["HCP", "GOD", "BOLD5000"]
+Dataset = Literal["HCP", "GOD", "BOLD5000", "NSD"]
 
 
 @dataclass(frozen=True)
@@ -39,7 +39,7 @@ class Config:
     preset: Literal["auto", "demo", "paper"] = "auto"
     data_root: Path = Path("data")
     results_root: Path = Path("results")
-    datasets: tuple[Dataset, ...] = field(default=("HCP", "GOD", "BOLD5000"), metadata={"minItems": 1})
+    datasets: tuple[Dataset, ...] = field(default=("HCP", "GOD", "BOLD5000", "NSD"), metadata={"minItems": 1})
     subjects: dict[str, tuple[str, ...] | None] = field(default_factory=dict)
     seed: int = 2022
     demo_data: DemoDataConfig = DemoDataConfig()
@@ -80,7 +80,7 @@ PRESETS: dict[tuple[str, ...], dict[str, dict[str, Any]]] = {
 }
 
 SCHEMA: dict[str, Any] = schema_of(Config)
-SUBJECT_DATASETS = ("HCP", "GOD", "BOLD5000")
+SUBJECT_DATASETS = ("HCP", "GOD", "BOLD5000", "NSD")
 SCHEMA["properties"]["subjects"]["propertyNames"] = {"enum": list(SUBJECT_DATASETS)}
 
 

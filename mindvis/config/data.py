@@ -51,6 +51,24 @@ class DemoBold5000Config:
 
 
 @dataclass(frozen=True)
+class DemoNsdConfig:
+    """The demo's NSD subject in the release's layout and formats, at reduced counts (real: 40 sessions x 750
+    trials over 10,000 images, 1,000 of them shared and shown 3 times; an 81 x 104 x 83 grid; 425 px images)."""
+
+    sessions: int = field(default=3, metadata={"minimum": 1, "description": "scan sessions (NSD: 40)"})
+    trials_per_session: int = field(default=150, metadata={"minimum": 1, "description": "NSD: 750"})
+    n_shared_images: int = field(default=30, metadata={
+        "minimum": 1, "description": "the demo's shared1000: test images, shown `repeats` times (NSD: 1000)"})
+    repeats: int = field(default=3, metadata={"minimum": 2, "description": "presentations of each image (NSD: 3)"})
+    grid: tuple[int, ...] = field(default=(24, 28, 22), metadata={
+        "minItems": 3, "maxItems": 3, "description": "the volume's (X, Y, Z) (NSD func1pt8mm subj01: 81 x 104 x 83)"})
+    roi_voxels: int = field(default=1200, metadata={
+        "minimum": 1, "description": "voxels of the nsdgeneral ROI (NSD subj01: 15724)"})
+    image_size_px: int = field(default=96, metadata={
+        "minimum": 16, "description": "side of the images in the stimulus brick (NSD: 425)"})
+
+
+@dataclass(frozen=True)
 class DemoHcpConfig:
     """The demo's HCP resting state: CIFTI-2 dense series in the real 91282-grayordinate layout, TR 0.72 s."""
 
@@ -92,12 +110,14 @@ class DemoDataConfig:
     god_subjects: tuple[str, ...] = ("sbj_3",)
     bold5000_subjects: tuple[str, ...] = ("CSI1",)
     hcp_subjects: tuple[str, ...] = ("100206", "100307", "100408")
+    nsd_subjects: tuple[str, ...] = ("subj01",)
     pretrained: Path | None = field(default=Path("demo/pretrained"), metadata={
         "description": "the demo LDM (ldm/) and n-way classifier (classifier/) shipped with the repository, used "
                        "where they were made by the recipe this config gives (else the ldm_pretrain / "
                        "demo_classifier rules train them); null = always train through the rules"})
     god: DemoGodConfig = DemoGodConfig()
     bold5000: DemoBold5000Config = DemoBold5000Config()
+    nsd: DemoNsdConfig = DemoNsdConfig()
     hcp: DemoHcpConfig = DemoHcpConfig()
     cortex: DemoCortexConfig = DemoCortexConfig()
 
@@ -138,12 +158,23 @@ class Bold5000PreprocessConfig:
 
 
 @dataclass(frozen=True)
+class NsdPreprocessConfig:
+    """NSD single-trial betas (betas_fithrf_GLMdenoise_RR, func1pt8mm) of one ROI, z-scored per voxel and session."""
+
+    roi: str = field(default="nsdgeneral", metadata={
+        "description": "ROI volume in nsddata/ppdata/subjNN/func1pt8mm/roi/ (<roi>.nii.gz); voxels with a value > 0"})
+    sessions: tuple[int, ...] | None = field(default=None, metadata={
+        "description": "1-based scan sessions to read; null = every session whose betas file is present"})
+
+
+@dataclass(frozen=True)
 class PreprocessConfig:
     image_size: int | None = field(default=None, metadata={
         "minimum": 8, "description": "stimulus size in px; null = preset (256 paper, 64 demo)"})
     hcp: HcpPreprocessConfig = HcpPreprocessConfig()
     god: GodPreprocessConfig = GodPreprocessConfig()
     bold5000: Bold5000PreprocessConfig = Bold5000PreprocessConfig()
+    nsd: NsdPreprocessConfig = NsdPreprocessConfig()
 
 
 PREPROCESS_PRESETS = {"paper": {"image_size": 256}, "demo": {"image_size": 64}}

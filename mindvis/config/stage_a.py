@@ -40,6 +40,8 @@ class StageAPretrainConfig:
     mask_ratio: float = field(default=0.75, metadata={"minimum": 0, "maximum": 0.99})
     include_god_train: bool = field(default=True, metadata={
         "description": "mix the GOD training fMRI of the GOD inputs into A1 (as the reference)"})
+    include_nsd_train: bool = field(default=False, metadata={
+        "description": "mix the NSD training fMRI (single trials of non-shared images) into A1 (not in MinD-Vis)"})
     checkpoint_every_n_steps: int | None = field(default=None, metadata={
         "minimum": 1, "description": "how often the resume checkpoint is refreshed"})
     val_fraction: float = field(default=0.01, metadata={
@@ -54,7 +56,7 @@ class StageAFinetuneConfig:
     epochs: int | None = field(default=None, metadata={"minimum": 1})
     warmup_epochs: int | None = field(default=None, metadata={"minimum": 0})
     batch_size: dict[str, int] | None = field(default=None, metadata={
-        "description": "per dataset (GOD, BOLD5000), per device"})
+        "description": "per dataset (GOD, BOLD5000, NSD), per device"})
     lr: float | None = field(default=None, metadata={"exclusiveMinimum": 0})
     min_lr: float = field(default=0.0, metadata={"minimum": 0})
     weight_decay: float = field(default=0.05, metadata={"minimum": 0})
@@ -89,14 +91,16 @@ STAGE_A_PRESETS = {
         "model": _PAPER_MODEL,
         "pretrain": {"epochs": 500, "warmup_epochs": 40, "batch_size": 100, "lr": 2.5e-4,
                      "checkpoint_every_n_steps": 1000},
-        "finetune": {"epochs": 15, "warmup_epochs": 2, "batch_size": {"GOD": 16, "BOLD5000": 4}, "lr": 5.3e-5,
+        "finetune": {"epochs": 15, "warmup_epochs": 2, "batch_size": {"GOD": 16, "BOLD5000": 4, "NSD": 16},
+                     "lr": 5.3e-5,
                      "checkpoint_every_n_steps": 200},
     },
     "demo": {
         "model": _DEMO_MODEL,
         "pretrain": {"epochs": 10, "warmup_epochs": 1, "batch_size": 32, "lr": 1e-3,
                      "checkpoint_every_n_steps": 20},
-        "finetune": {"epochs": 4, "warmup_epochs": 1, "batch_size": {"GOD": 16, "BOLD5000": 4}, "lr": 2e-4,
+        "finetune": {"epochs": 4, "warmup_epochs": 1, "batch_size": {"GOD": 16, "BOLD5000": 4, "NSD": 16},
+                     "lr": 2e-4,
                      "checkpoint_every_n_steps": 20},
     },
 }

@@ -9,7 +9,7 @@ A preprocessed subject lives in `<results_root>/preprocessed/<dataset>/<subject>
 - `fmri.npy`: float32 (n_samples, n_voxels), memory-mappable; real voxels only (no padding).
 - `voxels.parquet`: one row per column of fmri.npy; required `roi` string, `mean` and `std` float64 (the
   normalisation statistics that were applied), then dataset-specific columns.
-- `stimuli.npz` (GOD, BOLD5000): `images` uint8 (n_stimuli, H, W, 3) and `stimulus_id` str (n_stimuli,).
+- `stimuli.npz` (GOD, BOLD5000, NSD): `images` uint8 (n_stimuli, H, W, 3) and `stimulus_id` str (n_stimuli,).
 """
 
 from __future__ import annotations
@@ -27,8 +27,8 @@ from mindvis.data.images import resize_images
 from mindvis.errors import ContractError
 from mindvis.io import atomic_directory
 
-DATASETS: tuple[str, ...] = ("HCP", "GOD", "BOLD5000")
-TASK_DATASETS: tuple[str, ...] = ("GOD", "BOLD5000")
+DATASETS: tuple[str, ...] = ("HCP", "GOD", "BOLD5000", "NSD")
+TASK_DATASETS: tuple[str, ...] = ("GOD", "BOLD5000", "NSD")
 SPLITS: tuple[str, ...] = ("train", "test", "pretrain")
 
 SAMPLES_FILE = "samples.parquet"

@@ -4,7 +4,9 @@ The same readers and preprocessing that serve real data run on it. What is writt
 - GOD (mindvis.demo.god): `Kamitani/npz/` as the MinD-Vis release (images_256.npz, label csvs, class index,
   sbj_<n>.npz);
 - BOLD5000 (mindvis.demo.bold5000): GLMsingle ROI betas, stimulus images, repeated-stimulus list, presentation lists;
-- HCP (mindvis.demo.hcp): CIFTI-2 dense series of resting-state runs in the 91282-grayordinate layout.
+- HCP (mindvis.demo.hcp): CIFTI-2 dense series of resting-state runs in the 91282-grayordinate layout;
+- NSD (mindvis.demo.nsd): the release's experimental design (.mat), stimulus brick (.hdf5), nsdgeneral ROI volume and
+  int16 single-trial betas volumes (.nii.gz) per session.
 Images come from procedurally drawn categories (mindvis.demo.images), fMRI from a virtual visual cortex per subject
 (mindvis.demo.cortex). The same config (seed included) always gives the same arrays.
 """
@@ -17,7 +19,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from mindvis.config.data import DemoDataConfig
-from mindvis.demo import bold5000, god, hcp
+from mindvis.demo import bold5000, god, hcp, nsd
 from mindvis.demo.images import Category, category_table, generate_category_images, n_categories
 from mindvis.errors import ConfigError
 
@@ -26,10 +28,10 @@ __all__ = ["DATASETS", "Category", "category_table", "datasets_of", "expected_fi
 
 log = logging.getLogger(__name__)
 
-_WRITERS = {"HCP": hcp, "GOD": god, "BOLD5000": bold5000}
+_WRITERS = {"HCP": hcp, "GOD": god, "BOLD5000": bold5000, "NSD": nsd}
 DATASETS: tuple[str, ...] = tuple(_WRITERS)
 # The top folder of each dataset's raw layout (below the demo root, as below data_root).
-TOP_FOLDERS: dict[str, str] = {"HCP": "HCP", "GOD": "Kamitani", "BOLD5000": "BOLD5000"}
+TOP_FOLDERS: dict[str, str] = {"HCP": "HCP", "GOD": "Kamitani", "BOLD5000": "BOLD5000", "NSD": "NSD"}
 
 
 def _modules(datasets: Sequence[str]) -> list:

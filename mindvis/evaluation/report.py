@@ -51,6 +51,11 @@ METHODS = (MINDVIS, RIDGE, RETRIEVAL, "chance")
 # The per-stage ceilings' rows (metrics.json "ceilings"; stage (d) is the MinD-Vis row itself).
 CEILING_ROWS = {f"ceiling:{stage}": STAGE_LABELS[stage] for stage in STAGES if stage != MINDVIS}
 ROW_LABELS = {**METHOD_LABELS, **CEILING_ROWS}
+# The NSD papers' table (Brain-Diffuser, MindEye 1/2): their columns, in their order, with their headers; two-way
+# identification as a percentage.
+NSD_PAPER_COLUMNS: dict[str, str] = {"pixcorr": "PixCorr", "ssim": "SSIM", "alexnet2": "Alex(2)", "alexnet5": "Alex(5)",
+                                     "inception": "Incep", "clip": "CLIP", "effnet_dist": "Eff", "swav_dist": "SwAV"}
+NSD_PERCENT = ("alexnet2", "alexnet5", "inception", "clip")
 # Logged series that are not training curves: schedules, throughput, Lightning's epoch counter.
 _NOT_CURVES = ("lr", "samples_per_s", "epoch")
 
@@ -150,8 +155,33 @@ LDM told the true class): a large drop from one stage to the next shows which pa
 <table><thead><tr><th>dataset</th><th>subject</th><th>method</th>{head}</tr></thead>
 <tbody>{''.join(body)}</tbody></table>
 <ul>{note_items}</ul>
+{nsd_papers_table(frame)}
 </body></html>
 """
+
+
+def nsd_papers_table(frame: pd.DataFrame) -> str:
+    """The NSD subjects' rows (MinD-Vis, baselines, chance) as the NSD papers print them: PixCorr, SSIM, Alex(2),
+    Alex(5), Incep, CLIP (two-way identification in %), Eff, SwAV; a dash where a metric was skipped. "" without
+    NSD subjects."""
+    rows = frame[(frame["dataset"] == "NSD") & frame["method"].isin(METHODS)]
+    if rows.empty:
+        return ""
+    head = "".join(f"<th>{html.escape(label)} {'&uarr;' if HIGHER_IS_BETTER[m] else '&darr;'}</th>"
+                   for m, label in NSD_PAPER_COLUMNS.items())
+    body = []
+    for row in rows.itertuples(index=False):
+        row = row._asdict()
+        cells = []
+        for metric in NSD_PAPER_COLUMNS:
+            value = row.get(metric, np.nan)
+            text = ("&ndash;" if pd.isna(value) else f"{100 * value:.1f}%" if metric in NSD_PERCENT
+                    else f"{value:.3f}")
+            cells.append(f"<td>{text}</td>")
+        body.append(f"<tr><td>{html.escape(row['subject'])}</td><td>{html.escape(ROW_LABELS[row['method']])}</td>"
+                    f"{''.join(cells)}</tr>")
+    return (f"<h3>NSD subjects in the NSD papers' layout</h3><table><thead><tr><th>subject</th><th>method</th>{head}"
+            f"</tr></thead><tbody>{''.join(body)}</tbody></table>")
 
 
 def _notes(path: Path) -> list[str]:

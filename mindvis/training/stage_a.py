@@ -167,13 +167,14 @@ def _fit(model: MaskedBrainModel, datamodule: FmriDataModule, settings: TrainSet
     return train(system, datamodule, plan, trainer_cfg, run, sizes=sizes, export=export)
 
 
-def pretrain_selections(inputs: Mapping[str, Sequence[str | os.PathLike[str]]], include_god_train: bool
+def pretrain_selections(inputs: Mapping[str, Sequence[str | os.PathLike[str]]], settings: StageAPretrainConfig
                         ) -> list[RowSelection]:
-    """A1's rows of every input subject (datasets in sorted order): `pretrain` rows, plus `train` rows of GOD
-    subjects when `include_god_train`."""
+    """A1's rows of every input subject (datasets in sorted order): `pretrain` rows, plus the `train` rows of GOD
+    subjects when `include_god_train` and of NSD subjects when `include_nsd_train`."""
+    train_rows_of = {"GOD": settings.include_god_train, "NSD": settings.include_nsd_train}
     selections = []
     for dataset, subject_dirs in sorted(inputs.items()):
-        with_train_rows = include_god_train and dataset == "GOD"
+        with_train_rows = train_rows_of.get(dataset, False)
         selections += read_selections(subject_dirs, partial(select_pretrain_rows, with_train_rows=with_train_rows))
     return selections
 
@@ -185,7 +186,8 @@ def train_stage_a_pretrain(inputs: Mapping[str, Sequence[str | os.PathLike[str]]
 
     Args:
         inputs: preprocessed subject directories (contract) by dataset, e.g. {"HCP": [".../HCP/100307", ...],
-            "GOD": [...]}; GOD subjects add their `train` rows when `pretrain.include_god_train`.
+            "GOD": [...]}; GOD / NSD subjects add their `train` rows when `pretrain.include_god_train` /
+            `include_nsd_train`.
         out_dir: where model.safetensors + config.json are written.
         cfg: the resolved `stage_a` config section (model sizes, `pretrain` schedule).
         trainer_cfg: devices / nodes / strategy / precision.
@@ -197,7 +199,7 @@ def train_stage_a_pretrain(inputs: Mapping[str, Sequence[str | os.PathLike[str]]
     settings = cfg.pretrain
     pl.seed_everything(settings.seed, workers=True, verbose=False)
     sizes = _model_sizes(cfg)
-    selections = pretrain_selections(inputs, settings.include_god_train)
+    selections = pretrain_selections(inputs, settings)
     arch = MbmArchitecture(num_voxels=model_voxel_count(selections, sizes["patch_size"]), **sizes)
     dataset = FmriRows(selections, arch.num_voxels, arch.patch_size)
     datamodule = FmriDataModule(dataset, settings.batch_size, settings.val_fraction, settings.seed,

@@ -82,7 +82,7 @@ def test_same_seed_same_data_other_seed_other_data(make_small_config, tmp_path):
 
 def test_unknown_dataset_is_a_config_error(make_small_config, tmp_path):
     with pytest.raises(ConfigError, match="unknown dataset"):
-        expected_files(make_small_config(tmp_path), ["GOD", "NSD"])
+        expected_files(make_small_config(tmp_path), ["GOD", "THINGS"])
 
 
 @pytest.mark.parametrize("datasets", [["HCP"], ["GOD", "BOLD5000"], list(DATASETS)])

@@ -200,3 +200,19 @@ def test_ceilings_are_shaded_rows_that_never_win(tmp_path):
     assert html.count("class='ceiling'") == 2 and "(b) LDM first stage" in html
     assert "<b>1.000</b>" not in html  # a ceiling is a reference line, not the best method
     assert "not computed: no LDM class index" in html
+
+
+def test_nsd_subjects_get_the_nsd_papers_table(tmp_path):
+    document = metrics_document(0.3, with_retrieval=False)
+    document["mindvis"] |= {"ssim": 0.41, "alexnet2": 0.961, "clip": 0.93, "swav_dist": 0.344}
+    for dataset, subject in (("NSD", "subj01"), ("GOD", "sbj_3")):
+        folder = tmp_path / "eval" / dataset / subject
+        folder.mkdir(parents=True)
+        (folder / "metrics.json").write_text(json.dumps(document))
+    summarize_results(tmp_path, tracking_uri=None)
+    html = (tmp_path / "report" / "metrics_table.html").read_text()
+    nsd_table = html.split("NSD papers' layout")[1]
+    headers = [cell.split(" ")[0] for cell in nsd_table.split("<th>")[3:]]
+    assert headers == ["PixCorr", "SSIM", "Alex(2)", "Alex(5)", "Incep", "CLIP", "Eff", "SwAV"]
+    assert "<td>subj01</td><td>MinD-Vis</td><td>0.300</td><td>0.410</td><td>96.1%</td><td>&ndash;</td>" in nsd_table
+    assert "sbj_3" not in nsd_table  # GOD stays in the main table only
