@@ -34,7 +34,7 @@ def test_real_data_mode_takes_paper_preset():
 def test_user_values_beat_presets():
     assert resolve({"preprocess": {"image_size": 32}}).preprocess.image_size == 32
     # one number where the demo preset has one per dataset replaces the whole mapping
-    assert resolve({"demo": True}).stage_b.training.epochs == {"GOD": 5, "BOLD5000": 20, "NSD": 12}
+    assert resolve({"demo": True}).stage_b.training.epochs == {"GOD": 5, "BOLD5000": 20, "NSD": 6}
     assert resolve({"demo": True, "stage_b": {"training": {"epochs": 7}}}).stage_b.training.epochs == 7
 
 

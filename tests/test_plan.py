@@ -126,3 +126,12 @@ def test_configured_files_are_inputs_when_present_and_problems_of_their_rule_whe
 def test_the_demo_trains_its_own_ldm():
     assert plan.pretrained_ldm(DEMO) == [str(plan.demo_ldm_dir(DEMO) / "model.ckpt")]
     assert plan.requirement_problems(DEMO, "stage_b_finetune") == []
+
+
+def test_stage_a1_reads_the_training_fmri_of_the_datasets_it_includes():
+    def datasets_read(cfg):
+        return {Path(f).parent.parent.name for f in plan.stage_a_pretrain_inputs(cfg)}
+
+    assert datasets_read(DEMO) == {"HCP", "GOD"}  # include_god_train: true, include_nsd_train: false (MinD-Vis)
+    with_nsd = resolve({"stage_a": {"pretrain": {"include_nsd_train": True, "include_god_train": False}}})
+    assert datasets_read(with_nsd) == {"HCP", "NSD"}

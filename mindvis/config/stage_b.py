@@ -205,7 +205,7 @@ STAGE_B_PRESETS: dict[str, dict] = {
         "architecture": {"model_channels": 64, "channel_mult": [1, 2], "attention_resolutions": [2],
                          "context_dim": 64, "vq_channels": 64, "vq_channel_mult": [1, 1, 2],
                          "vq_num_res_blocks": 1, "vq_num_embeddings": 1024, "beta_start": 0.00085, "beta_end": 0.012},
-        "training": {"learning_rate": 1e-3, "epochs": {"GOD": 5, "BOLD5000": 20, "NSD": 12},
+        "training": {"learning_rate": 1e-3, "epochs": {"GOD": 5, "BOLD5000": 20, "NSD": 6},
                      "batch_size": {"GOD": 8, "BOLD5000": 8, "NSD": 8},
                      "val_items": 4, "val_every_n_epochs": 1, "val_steps": 10, "checkpoint_every_n_steps": 25,
                      "conditioning_init": "class_mean", "keep": "last", "unet_learning_rate": 1e-5},
