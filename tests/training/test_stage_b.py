@@ -187,15 +187,15 @@ def test_held_out_pairs_are_training_rows_never_test_rows(inputs):
 
 
 def test_configuration_errors(inputs, tmp_path):
-    other = write_task_subject(tmp_path, dataset="NSD", subject="subj01", n_train=4)
+    other = write_task_subject(tmp_path, dataset="THINGS", subject="sub-01", n_train=4)
     cfg = stage_b_config()
     with pytest.raises(ConfigError, match="batch size"):
         train_stage_b(other, inputs["encoder"], inputs["ldm"], tmp_path / "o", cfg.stage_b, cfg.trainer, tmp_path / "r",
-                      dataset="NSD")
+                      dataset="THINGS")
     with pytest.raises(ConfigError, match="no epoch count for this dataset") as error:
-        per_dataset({"GOD": 5}, "NSD", "stage_b.training.epochs", "epoch count")
-    assert "add NSD: <epoch count> under stage_b.training.epochs" in str(error.value)
-    assert per_dataset(7, "NSD", "stage_b.training.epochs", "epoch count") == 7
+        per_dataset({"GOD": 5}, "THINGS", "stage_b.training.epochs", "epoch count")
+    assert "add THINGS: <epoch count> under stage_b.training.epochs" in str(error.value)
+    assert per_dataset(7, "THINGS", "stage_b.training.epochs", "epoch count") == 7
     cfg = stage_b_config(val_items=16)
     with pytest.raises(ConfigError, match="val_items"):
         train_stage_b(inputs["subject"], inputs["encoder"], inputs["ldm"], tmp_path / "o", cfg.stage_b, cfg.trainer,
@@ -242,7 +242,7 @@ def test_presets_fill_the_architecture_and_image_size_follows_the_stimuli():
     assert label2img.image_size == paper.preprocess.image_size == 256
     assert (label2img.model_channels, label2img.channel_mult, label2img.vq_num_embeddings) == (192, (1, 2, 3, 5), 8192)
     assert paper.stage_b.training.learning_rate == 5.3e-5
-    assert paper.stage_b.training.batch_size == {"GOD": 5, "BOLD5000": 25}
+    assert paper.stage_b.training.batch_size == {"GOD": 5, "BOLD5000": 25, "NSD": 25}
     assert (paper.stage_b.sampling.scheduler, paper.stage_b.sampling.steps) == ("plms", 250)
     fixed = config_module.resolve({"stage_b": {"architecture": {"image_size": 32}}})
     assert fixed.stage_b.architecture.image_size == 32 and fixed.preprocess.image_size == 64

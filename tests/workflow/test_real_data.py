@@ -47,6 +47,7 @@ def real_config(workdir: Path, raw: Path, **stage_b) -> dict:
     """demo: false on `raw`, demo-sized models (preset demo), smallest schedules; `stage_b` keys added."""
     return {
         "demo": False, "preset": "demo", "data_root": str(raw), "results_root": str(workdir / "results"),
+        "datasets": ["HCP", "GOD", "BOLD5000"],  # NSD's release format: tests/preprocess/test_nsd.py
         "preprocess": {"image_size": 16, "hcp": {"window_frames": 5}},
         "stage_a": {"pretrain": {"epochs": 1, "batch_size": 16, "checkpoint_every_n_steps": 5},
                     "finetune": {"epochs": 1, "checkpoint_every_n_steps": 5}},
