@@ -22,15 +22,13 @@ import argparse
 import json
 import os
 import platform
-import statistics
-import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
 
+from measure import alternating_medians, run_child
 from mindvis.preprocess import hcp
 from mindvis.preprocess.grayordinates import N_GRAYORDINATES, load_atlas
 from mindvis.demo.cifti import write_dense_series
@@ -39,16 +37,10 @@ SUBJECT = "100206"
 RUN = "REST1_LR"
 CHUNK_BYTES = 16 * 2**20
 
-# Runs in a child process: one subject job, then its RSS high-water mark (kB) as JSON. VmHWM belongs to the
-# process's own address space; getrusage's ru_maxrss would also count the parent's RSS inherited at fork/exec.
+# Runs in a child process (measure.run_child): one subject job, then its RSS high-water mark (kB) as JSON.
 _JOB = """
 import json, sys, time
 from pathlib import Path
-
-def high_water_kb():
-    with open("/proc/self/status") as status:
-        return next(int(line.split()[1]) for line in status if line.startswith("VmHWM:"))
-
 from mindvis.config.data import HcpPreprocessConfig
 from mindvis.preprocess import hcp
 imports_kb = high_water_kb()
@@ -75,22 +67,9 @@ def write_full_size_run(raw_root: Path, n_frames: int, seed: int = 0) -> Path:
     return path
 
 
-def evict_from_page_cache(path: Path) -> None:
-    """Ask the kernel to drop `path`'s cached pages (advisory; works for clean pages of files we can open)."""
-    with open(path, "rb") as stream:
-        os.fsync(stream.fileno())
-        os.posix_fadvise(stream.fileno(), 0, 0, os.POSIX_FADV_DONTNEED)
-
-
 def timed_trials(path: Path, repeats: int, cold: bool) -> tuple[float, float]:
     """Median seconds of (sequential read, extraction) over `repeats` alternating trials."""
-    read_times, extract_times = [], []
-    for _ in range(repeats):
-        for contender, times in ((sequential_read_s, read_times), (extraction_s, extract_times)):
-            if cold:
-                evict_from_page_cache(path)
-            times.append(contender(path))
-    return statistics.median(read_times), statistics.median(extract_times)
+    return alternating_medians(lambda: sequential_read_s(path), lambda: extraction_s(path), repeats, cold, path)
 
 
 def sequential_read_s(path: Path) -> float:
@@ -115,9 +94,7 @@ def extraction_s(path: Path) -> float:
 
 
 def child(mode: str, raw_root: Path, out_dir: Path) -> dict:
-    result = subprocess.run([sys.executable, "-c", _JOB, mode, str(raw_root), SUBJECT, str(out_dir)],
-                            check=True, capture_output=True, text=True)
-    return json.loads(result.stdout.strip().splitlines()[-1])
+    return run_child(_JOB, mode, raw_root, SUBJECT, out_dir)
 
 
 def main() -> None:

@@ -37,9 +37,6 @@ import argparse
 import json
 import os
 import platform
-import statistics
-import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -49,6 +46,7 @@ import nibabel as nib
 import numpy as np
 from scipy.io import savemat
 
+from measure import alternating_medians, run_child
 from mindvis.preprocess import nsd
 
 SUBJECT = "subj01"
@@ -64,17 +62,11 @@ BETA_SD = 600.0  # int16 units: 2 % signal change x 300
 WRITE_CHUNK_TRIALS = 50
 MIB = 2**20
 
-# Runs in a child process: imports, then one session's extraction or one subject job, then its RSS high-water mark
-# (kB) as JSON. VmHWM belongs to the process's own address space; getrusage's ru_maxrss would also count the
-# parent's RSS inherited at fork/exec. The reader's lazy imports are made up front, so imports_kb covers them.
+# Runs in a child process (measure.run_child): imports, then one session's extraction or one subject job, then its
+# RSS high-water mark (kB) as JSON. The reader's lazy imports are made up front, so imports_kb covers them.
 _JOB = """
 import json, sys, time
 from pathlib import Path
-
-def high_water_kb():
-    with open("/proc/self/status") as status:
-        return next(int(line.split()[1]) for line in status if line.startswith("VmHWM:"))
-
 import h5py, nibabel, scipy.io, tqdm.auto
 from mindvis.config.data import NsdPreprocessConfig
 from mindvis.data import contract, images
@@ -190,13 +182,6 @@ def link_common(common: Path, root: Path) -> None:
 
 # ----------------------------------------------------------------------------------------------- timing
 
-def evict_from_page_cache(path: Path) -> None:
-    """Ask the kernel to drop `path`'s cached pages (advisory; works for clean pages of files we can open)."""
-    with open(path, "rb") as stream:
-        os.fsync(stream.fileno())
-        os.posix_fadvise(stream.fileno(), 0, 0, os.POSIX_FADV_DONTNEED)
-
-
 def plain_read(path: Path) -> np.ndarray:
     """The whole betas volume as the usual NSD code reads it: nibabel's full load, or h5py's whole `/betas`."""
     if path.name.endswith(".nii.gz"):
@@ -223,13 +208,8 @@ def extraction_s(path: Path, roi: nsd.RoiVoxels, n_trials: int) -> float:
 
 def timed_trials(path: Path, roi: nsd.RoiVoxels, n_trials: int, repeats: int, cold: bool) -> tuple[float, float]:
     """Median seconds of (plain read, extraction) over `repeats` alternating trials."""
-    read_times, extract_times = [], []
-    for _ in range(repeats):
-        for contender, times in ((plain_read_s, read_times), (extraction_s, extract_times)):
-            if cold:
-                evict_from_page_cache(path)
-            times.append(contender(path, roi, n_trials))
-    return statistics.median(read_times), statistics.median(extract_times)
+    return alternating_medians(lambda: plain_read_s(path, roi, n_trials), lambda: extraction_s(path, roi, n_trials),
+                               repeats, cold, path)
 
 
 def extraction_matches_plain_read(path: Path, roi: nsd.RoiVoxels, n_trials: int) -> bool:
@@ -242,9 +222,7 @@ def extraction_matches_plain_read(path: Path, roi: nsd.RoiVoxels, n_trials: int)
 
 
 def child(mode: str, raw_root: Path, target: Path, image_size: int) -> dict:
-    result = subprocess.run([sys.executable, "-c", _JOB, mode, str(raw_root), str(target), str(image_size)],
-                            check=True, capture_output=True, text=True)
-    return json.loads(result.stdout.strip().splitlines()[-1])
+    return run_child(_JOB, mode, raw_root, target, image_size)
 
 
 # ----------------------------------------------------------------------------------------------- memory model
