@@ -59,9 +59,17 @@ from mindvis.config.data import DemoDataConfig
 from mindvis.demo import cortex as vc
 from mindvis.demo.images import Category, Instance, category_table, render_stimuli
 from mindvis.demo.streams import stream
-from mindvis.errors import ConfigError
+from mindvis.errors import ConfigError, InputDataError
 from mindvis.io import atomic_path
-from mindvis.preprocess.nsd import BETA_SCALE, BRICK_KEY, DESIGN_FILE, STIMULI_FILE, roi_file, session_file
+from mindvis.preprocess.nsd import (
+    BETA_SCALE,
+    BRICK_KEY,
+    DESIGN_FILE,
+    STIMULI_FILE,
+    roi_file,
+    session_file,
+    subject_number,
+)
 
 log = logging.getLogger(__name__)
 
@@ -133,12 +141,15 @@ class RoiLayout:
 # ----------------------------------------------------------------------------------------------- sizes, files
 
 def subject_row(subject: str) -> int:
-    """`subjNN` -> its 0-based row of subjectim."""
-    if len(subject) != 6 or not subject.startswith("subj") or not subject[4:].isdigit() \
-            or not 1 <= int(subject[4:]) <= N_SUBJECT_ROWS:
+    """`subjNN` -> its 0-based row of subjectim (names parsed as the reader parses them)."""
+    try:
+        number = subject_number(subject)
+    except InputDataError:
+        number = 0
+    if not 1 <= number <= N_SUBJECT_ROWS:
         raise ConfigError("not an NSD subject name", path="demo_data.nsd_subjects", value=subject,
                           expected="subj01 .. subj08", hint="name demo NSD subjects as NSD does")
-    return int(subject[4:]) - 1
+    return number - 1
 
 
 def n_trials(cfg: DemoDataConfig) -> int:
