@@ -443,27 +443,24 @@ def plan_trials(design: NsdDesign, sessions: Sequence[int]) -> TrialPlan:
 
 def _samples(plan: TrialPlan, sources: dict[int, str], design_source: str) -> pd.DataFrame:
     """samples.parquet rows in fmri row order: train trials, averaged test images, single test trials."""
-    train, single = ~plan.test, plan.test
-    n_avg = len(plan.averaged_ids)
-    ids = np.concatenate([plan.ids[train], plan.averaged_ids, plan.ids[single]])
-    session = np.concatenate([plan.session[train], np.zeros(n_avg, dtype=np.int64), plan.session[single]])
-    trial = pd.array(np.concatenate([plan.trial[train], np.zeros(n_avg, dtype=np.int64), plan.trial[single]]),
-                     dtype="Int64")
-    n_train = plan.n_train
-    trial[n_train:n_train + n_avg] = pd.NA
-    session_col = pd.array(session, dtype="Int64")
-    session_col[n_train:n_train + n_avg] = pd.NA
+    n_avg, n_single = len(plan.averaged_ids), int(plan.test.sum())
+
+    def in_row_order(per_trial: np.ndarray, averaged: np.ndarray) -> np.ndarray:
+        return np.concatenate([per_trial[~plan.test], averaged, per_trial[plan.test]])
+
+    ids = in_row_order(plan.ids, plan.averaged_ids)
+    no_trial = np.full(n_avg, None, dtype=object)  # averaged rows belong to no session / trial
     return pd.DataFrame({
         "sample_id": np.arange(len(ids), dtype=np.int64),
-        "split": ["train"] * n_train + ["test"] * (n_avg + int(single.sum())),
+        "split": ["train"] * plan.n_train + ["test"] * (n_avg + n_single),
         "stimulus_id": ids.astype(str),
         "category": pd.Series([None] * len(ids), dtype="string"),
-        "n_averaged": np.concatenate([np.ones(n_train), plan.repeats, np.ones(int(single.sum()))]).astype(np.int32),
-        "source": [sources[s] for s in plan.session[train]] + [design_source] * n_avg
-                  + [sources[s] for s in plan.session[single]],
+        "n_averaged": in_row_order(np.ones(len(plan.ids)), plan.repeats).astype(np.int32),
+        "source": in_row_order(np.array([sources[s] for s in plan.session], dtype=object),
+                               np.full(n_avg, design_source, dtype=object)),
         "nsd_id": ids,
-        "session": session_col,
-        "trial": trial,
+        "session": pd.array(in_row_order(plan.session.astype(object), no_trial), dtype="Int64"),
+        "trial": pd.array(in_row_order(plan.trial.astype(object), no_trial), dtype="Int64"),
     })
 
 
